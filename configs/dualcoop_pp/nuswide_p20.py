@@ -1,0 +1,7 @@
+# DualCoOp++, NUS-WIDE (81 concepts), 20% of the labels known (RN101, 448 px).
+from mmengine.config import read_base
+
+with read_base():
+    from .dualcoop_pp_rn101_nuswide import *  # noqa: F401,F403
+
+train_dataloader.dataset.label_simulation.known_ratio = 0.2

@@ -1,0 +1,20 @@
+"""Multi-label datasets, label simulations and loading transforms (registers them)."""
+from . import transforms  # noqa: F401  (registers LoadImageCV2)
+from .base import MultiLabelCLIPDataset, ParsedAnnotations
+from .coco import CocoMultiLabel
+from .generic import GenericMultiLabel
+from .label_simulation import (LABEL_SIMULATIONS, HideClasses, PartialLabels,
+                               SinglePositiveLabel, build_label_simulations)
+from .nus_wide import NUSWIDE
+from .splits import (COCO_CLASSES, COCO_SEEN_48, COCO_UNSEEN_17, COCO_ZSL_65,
+                     VOC_CLASSES, get_class_split)
+from .visual_genome import VisualGenome200
+from .voc import VOCMultiLabel
+
+__all__ = [
+    'MultiLabelCLIPDataset', 'ParsedAnnotations', 'CocoMultiLabel', 'VOCMultiLabel',
+    'NUSWIDE', 'VisualGenome200', 'GenericMultiLabel', 'LABEL_SIMULATIONS',
+    'PartialLabels', 'SinglePositiveLabel', 'HideClasses', 'build_label_simulations',
+    'COCO_CLASSES', 'COCO_SEEN_48', 'COCO_UNSEEN_17', 'COCO_ZSL_65', 'VOC_CLASSES',
+    'get_class_split'
+]

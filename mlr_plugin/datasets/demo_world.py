@@ -1,0 +1,336 @@
+"""A synthetic multi-label "demo world" written in COCO format.
+
+Users and CI cannot download COCO or CLIP, so the README's first command trains on this
+world instead: coloured shapes (20 classes, e.g. ``"red circle"``) drawn on cluttered
+backgrounds, 1-4 labelled objects per image, plus neutral-coloured distractor shapes that
+carry no label. Everything is deterministic: image ``i`` of split ``s`` is drawn from
+``np.random.RandomState([seed, s, i])``, so the same seed gives the same bytes, and a
+small run reproduces the first images of a big one.
+
+Output layout (the same files COCO-2014 ships, read with pycocotools)::
+
+    out_dir/
+      annotations/instances_{train,val,test}.json   images, annotations, categories
+      annotations/captions_{train,val,test}.json    5 captions per image
+      {train,val,test}/{split}_{index:06d}.jpg
+
+CLI: ``python -m mlr_plugin.datasets.demo_world --out data/demo_world --seed 0``
+"""
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+# RGB anchor colours; each object jitters around its anchor (see _object_colour). Four
+# well-separated hues so a tiny CNN can tell them apart after JPEG compression.
+DEMO_COLOURS: Dict[str, Tuple[int, int, int]] = {
+    'red': (220, 30, 30),
+    'green': (30, 180, 40),
+    'blue': (30, 60, 220),
+    'yellow': (235, 215, 30),
+}
+DEMO_SHAPES: Tuple[str, ...] = ('circle', 'square', 'triangle', 'star', 'cross')
+
+#: All class names, colour-major: ('red circle', 'red square', ..., 'yellow cross').
+DEMO_CLASSES: Tuple[str, ...] = tuple(
+    f'{colour} {shape}' for colour in DEMO_COLOURS for shape in DEMO_SHAPES)
+
+# One unseen class per shape on a "diagonal" over colours, so every unseen shape and every
+# unseen colour still appears in some seen class (zero-shot must compose, not invent).
+DEMO_UNSEEN: Tuple[str, ...] = ('red circle', 'green square', 'blue triangle',
+                                'yellow star', 'red cross')
+DEMO_SEEN: Tuple[str, ...] = tuple(c for c in DEMO_CLASSES if c not in DEMO_UNSEEN)
+
+SPLITS: Tuple[str, ...] = ('train', 'val', 'test')
+# Image ids are unique across splits, as in COCO (train 1.., val 1000001.., test 2000001..).
+_SPLIT_ID_OFFSET = 1_000_000
+
+_CAPTION_TEMPLATES: Tuple[str, ...] = (
+    'a photo of {objects}.',
+    '{objects} on a cluttered background.',
+    'there is {objects} in the picture.',
+    'an image showing {objects} among grey clutter.',
+    'a noisy picture with {objects}.',
+    'a drawing of {objects}.',
+    '{objects}.',
+)
+CAPTIONS_PER_IMAGE = 5
+
+_MIN_VISIBLE_FRACTION = 0.5  # an occluded object keeps at least this much of its area
+_PLACEMENT_TRIES = 30
+_JPEG_QUALITY = 90
+
+
+# ----------------------------------------------------------------------------- captions
+def join_objects(names: Sequence[str]) -> str:
+    """``['red circle', 'blue star']`` -> ``'a red circle and a blue star'``."""
+    phrases = [f'a {name}' for name in names]
+    if len(phrases) == 1:
+        return phrases[0]
+    return ', '.join(phrases[:-1]) + ' and ' + phrases[-1]
+
+
+def make_captions(names: Sequence[str], rng: np.random.RandomState,
+                  num: int = CAPTIONS_PER_IMAGE) -> List[str]:
+    """``num`` captions naming exactly ``names``, each with its own template and order."""
+    templates = rng.choice(len(_CAPTION_TEMPLATES), size=num,
+                           replace=num > len(_CAPTION_TEMPLATES))
+    captions = []
+    for t in templates:
+        order = rng.permutation(len(names))
+        captions.append(_CAPTION_TEMPLATES[t].format(
+            objects=join_objects([names[i] for i in order])))
+    return captions
+
+
+# ------------------------------------------------------------------------------ drawing
+def _shape_polygon(shape: str, cx: float, cy: float, radius: float,
+                   angle: float) -> np.ndarray:
+    """Vertices (K, 2) of a shape of circumradius ``radius`` rotated by ``angle`` rad."""
+    if shape == 'circle':
+        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == 'square':
+        t = np.pi / 4 + np.arange(4) * np.pi / 2
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == 'triangle':
+        t = -np.pi / 2 + np.arange(3) * 2 * np.pi / 3
+        pts = np.stack([np.cos(t), np.sin(t)], 1)
+    elif shape == 'star':
+        t = -np.pi / 2 + np.arange(10) * np.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.42)
+        pts = np.stack([r * np.cos(t), r * np.sin(t)], 1)
+    elif shape == 'cross':
+        a, b = 1.0, 0.33  # arm half-length, arm half-width
+        pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a],
+                        [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]], dtype=np.float64)
+    else:
+        raise ValueError(f'unknown demo shape {shape!r}; expected one of {DEMO_SHAPES}')
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return pts @ rot.T * radius + np.array([cx, cy])
+
+
+def _fill_mask(size: int, polygon: np.ndarray) -> np.ndarray:
+    """Boolean (size, size) mask of a filled polygon."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1, lineType=cv2.LINE_8)
+    return mask.astype(bool)
+
+
+def _neutral_colour(rng: np.random.RandomState) -> np.ndarray:
+    """A low-saturation grey/beige RGB colour: clutter never looks like a class colour."""
+    level = rng.uniform(60, 210)
+    tint = rng.uniform(-12, 12, size=3)
+    return np.clip(level + tint, 0, 255)
+
+
+def _object_colour(colour: str, rng: np.random.RandomState) -> np.ndarray:
+    anchor = np.array(DEMO_COLOURS[colour], np.float64)
+    return np.clip(anchor * rng.uniform(0.75, 1.1) + rng.uniform(-20, 20, size=3), 0, 255)
+
+
+def _draw_background(size: int, rng: np.random.RandomState) -> np.ndarray:
+    """Float RGB (size, size, 3): neutral gradient, blobs, lines and grey distractor shapes."""
+    base = _neutral_colour(rng)
+    ramp = np.linspace(-1, 1, size)
+    gx, gy = rng.uniform(-25, 25, size=2)
+    img = base + (gx * ramp[None, :, None] + gy * ramp[:, None, None])
+    img = np.array(np.broadcast_to(img, (size, size, 3)), dtype=np.float64)  # writable copy
+    for _ in range(rng.randint(2, 6)):  # soft blobs
+        centre = tuple(int(v) for v in rng.randint(0, size, size=2))
+        axes = tuple(int(v) for v in rng.randint(size // 12, size // 4, size=2))
+        cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360,
+                    _neutral_colour(rng).tolist(), -1)
+    for _ in range(rng.randint(3, 9)):  # lines
+        p1 = tuple(int(v) for v in rng.randint(0, size, size=2))
+        p2 = tuple(int(v) for v in rng.randint(0, size, size=2))
+        cv2.line(img, p1, p2, _neutral_colour(rng).tolist(), int(rng.randint(1, 4)))
+    for _ in range(rng.randint(0, 4)):  # unlabelled distractors: right shape, wrong colour
+        shape = DEMO_SHAPES[rng.randint(len(DEMO_SHAPES))]
+        poly = _shape_polygon(shape, *rng.uniform(0.1, 0.9, size=2) * size,
+                              rng.uniform(0.06, 0.14) * size, rng.uniform(0, 2 * np.pi))
+        img[_fill_mask(size, poly)] = _neutral_colour(rng)
+    return img
+
+
+def draw_demo_image(rng: np.random.RandomState, image_size: int = 128
+                    ) -> Tuple[np.ndarray, List[dict]]:
+    """Draw one image.
+
+    Returns:
+        image: uint8 RGB (image_size, image_size, 3).
+        objects: one dict per labelled object, in drawing order, with ``category``
+            (index into ``DEMO_CLASSES``), ``visible`` (bool mask of its visible pixels).
+    """
+    size = image_size
+    img = _draw_background(size, rng)
+    num_objects = rng.randint(1, 5)
+    categories = rng.choice(len(DEMO_CLASSES), size=num_objects, replace=False)
+
+    masks: List[np.ndarray] = []  # full (unoccluded) masks of the placed objects
+    placed: List[int] = []
+    for cat in categories:
+        colour, shape = DEMO_CLASSES[cat].split(' ')
+        for _ in range(_PLACEMENT_TRIES):
+            radius = rng.uniform(0.09, 0.2) * size
+            cx, cy = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
+            mask = _fill_mask(size, _shape_polygon(shape, cx, cy, radius,
+                                                   rng.uniform(0, 2 * np.pi)))
+            # Partial occlusion is allowed, hiding most of an earlier object is not.
+            cover = mask.copy()
+            ok = mask.sum() > 0
+            for prev in reversed(masks):
+                ok = ok and (prev & ~cover).sum() >= _MIN_VISIBLE_FRACTION * prev.sum()
+                cover |= prev
+            if ok:
+                masks.append(mask)
+                placed.append(int(cat))
+                img[mask] = _object_colour(colour, rng)
+                break
+
+    for _ in range(rng.randint(0, 3)):  # thin foreground lines: occlude a little
+        p1 = tuple(int(v) for v in rng.randint(0, size, size=2))
+        p2 = tuple(int(v) for v in rng.randint(0, size, size=2))
+        cv2.line(img, p1, p2, _neutral_colour(rng).tolist(), 1)
+
+    img += rng.normal(0, rng.uniform(4, 14), size=img.shape)
+    image = np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+    # Visible pixels: not covered by later objects (lines are thin, we ignore them).
+    objects = []
+    cover = np.zeros((size, size), bool)
+    for cat, mask in zip(reversed(placed), reversed(masks)):
+        objects.append(dict(category=cat, visible=mask & ~cover))
+        cover |= mask
+    return image, objects[::-1]
+
+
+def _coco_annotation(obj: dict, ann_id: int, image_id: int) -> dict:
+    visible = obj['visible']
+    ys, xs = np.nonzero(visible)
+    x0, y0 = int(xs.min()), int(ys.min())
+    contours, _ = cv2.findContours(visible.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    polygons = [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    return dict(id=ann_id, image_id=image_id, category_id=obj['category'] + 1,
+                bbox=[float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)],
+                area=float(visible.sum()), iscrowd=0, segmentation=polygons)
+
+
+# --------------------------------------------------------------------------- generation
+def _write_split(root: Path, split: str, split_index: int, num_images: int, seed: int,
+                 image_size: int) -> None:
+    (root / split).mkdir(parents=True)
+    images, instances, captions = [], [], []
+    for index in range(num_images):
+        rng = np.random.RandomState([seed, split_index, index])
+        image, objects = draw_demo_image(rng, image_size)
+        image_id = split_index * _SPLIT_ID_OFFSET + index + 1
+        file_name = f'{split}_{index:06d}.jpg'
+        ok, jpeg = cv2.imencode('.jpg', image[:, :, ::-1],
+                                [int(cv2.IMWRITE_JPEG_QUALITY), _JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError(f'cv2 could not encode {split}/{file_name}')
+        (root / split / file_name).write_bytes(jpeg.tobytes())
+        images.append(dict(id=image_id, file_name=file_name, width=image_size,
+                           height=image_size))
+        # Annotation ids are unique per file and stable when split sizes change:
+        # image_id * 10 + k (k < 10: <= 4 objects, 5 captions per image).
+        for k, obj in enumerate(objects):
+            instances.append(_coco_annotation(obj, image_id * 10 + k, image_id))
+        names = [DEMO_CLASSES[obj['category']] for obj in objects]
+        for k, caption in enumerate(make_captions(names, rng)):
+            captions.append(dict(id=image_id * 10 + k, image_id=image_id, caption=caption))
+    info = dict(description=f'mlr_plugin demo world, split {split}, seed {seed}',
+                version='1.0', year=2024, contributor='mlr_plugin',
+                url='', date_created='')
+    categories = [dict(id=i + 1, name=name, supercategory=name.split(' ')[1])
+                  for i, name in enumerate(DEMO_CLASSES)]
+    _dump_json(root / 'annotations' / f'instances_{split}.json',
+               dict(info=info, licenses=[], images=images, annotations=instances,
+                    categories=categories))
+    _dump_json(root / 'annotations' / f'captions_{split}.json',
+               dict(info=info, licenses=[], images=images, annotations=captions))
+
+
+def _dump_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        json.dump(obj, f, separators=(',', ':'))
+
+
+def generate_demo_world(out_dir, seed: int = 0, num_train: int = 2000, num_val: int = 300,
+                        num_test: int = 500, image_size: int = 128,
+                        overwrite: bool = False) -> Path:
+    """Generate the demo world into ``out_dir`` (see the module docstring for the layout).
+
+    The world is written into a temporary sibling folder and renamed into place at the
+    end, so a failed or interrupted run never leaves a partial ``out_dir``.
+
+    Args:
+        out_dir: folder to create.
+        seed: world seed; the same seed and sizes give byte-identical files.
+        num_train, num_val, num_test: images per split (>= 0).
+        image_size: square image side in pixels (>= 32).
+        overwrite: replace an existing ``out_dir`` instead of raising FileExistsError.
+
+    Returns:
+        ``Path(out_dir)``.
+    """
+    sizes = dict(train=num_train, val=num_val, test=num_test)
+    for name, value in [*sizes.items(), ('seed', seed), ('image_size', image_size)]:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f'generate_demo_world: {name} must be an int >= 0, got {value!r}')
+    if image_size < 32:
+        raise ValueError(f'generate_demo_world: image_size must be >= 32, got {image_size}')
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise FileExistsError(f'demo world output folder already exists: {out_dir} '
+                              '(pass overwrite=True / --overwrite to replace it)')
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
+    try:
+        for split_index, split in enumerate(SPLITS):
+            _write_split(tmp, split, split_index, sizes[split], int(seed), int(image_size))
+        if out_dir.exists():  # overwrite: move the old world aside first, then swap
+            old = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.old-', dir=out_dir.parent))
+            os.rename(out_dir, old / 'world')
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Generate the synthetic COCO-format demo world of mlr_plugin.')
+    parser.add_argument('--out', default='data/demo_world', help='output folder')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-train', type=int, default=2000)
+    parser.add_argument('--num-val', type=int, default=300)
+    parser.add_argument('--num-test', type=int, default=500)
+    parser.add_argument('--image-size', type=int, default=128)
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing output folder')
+    args = parser.parse_args(argv)
+    start = time.time()
+    out = generate_demo_world(args.out, seed=args.seed, num_train=args.num_train,
+                              num_val=args.num_val, num_test=args.num_test,
+                              image_size=args.image_size, overwrite=args.overwrite)
+    print(f'demo world written to {out} ({args.num_train}/{args.num_val}/{args.num_test} '
+          f'train/val/test images, {len(DEMO_CLASSES)} classes) in {time.time() - start:.1f}s')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,3 @@
+from .loading import LoadImageCV2, jpeg_size
+
+__all__ = ['LoadImageCV2', 'jpeg_size']

@@ -1,0 +1,2 @@
+from .dump import DumpMultiLabelPredictions  # noqa: F401
+from .hooks import ClassNamesHook  # noqa: F401

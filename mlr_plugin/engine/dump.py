@@ -1,0 +1,51 @@
+"""Write per-image predictions of a test run to JSON (``tools/test.py --out``)."""
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import Optional, Sequence
+
+from mmengine.evaluator import BaseMetric
+from mmpretrain.registry import METRICS
+
+
+def write_json_atomic(obj, path: str) -> None:
+    """Write JSON to ``path`` through a temp file so a failed run leaves no partial file."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+@METRICS.register_module()
+class DumpMultiLabelPredictions(BaseMetric):
+    """Collect ``pred_score`` (and ``gt_score`` when present) per image and write them,
+    with the class names, to ``out_file`` (JSON). Reports no metric."""
+    default_prefix = 'dump'
+
+    def __init__(self, out_file: str, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None):
+        if not out_file.endswith('.json'):
+            raise ValueError(f'out_file must end with .json, got {out_file}')
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.out_file = out_file
+
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            record = dict(img_path=sample.get('img_path'),
+                          pred_score=[round(float(s), 6) for s in sample['pred_score']])
+            if 'gt_score' in sample:
+                record['gt_score'] = [float(s) for s in sample['gt_score']]
+            self.results.append(record)
+
+    def compute_metrics(self, results: list) -> dict:
+        classes = list((self.dataset_meta or {}).get('classes', []))
+        write_json_atomic(dict(classes=classes, predictions=results), self.out_file)
+        return {}

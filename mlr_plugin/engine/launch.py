@@ -1,0 +1,85 @@
+"""What tools/train.py, tools/test.py and the inferencer share: loading a config the
+mlr_plugin way (registries, work dir, AMP, CPU distributed runs)."""
+import os.path as osp
+from typing import Optional, Sequence
+
+import torch
+
+
+def setup_distributed(launcher: str) -> None:
+    """Initialise the process group ourselves when there is no GPU.
+
+    mmengine's ``--launcher pytorch`` calls ``torch.cuda.set_device``; on CPU machines we
+    start gloo before the Runner (which then skips its own initialisation).
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if launcher != 'pytorch':
+        raise ValueError(f'--launcher {launcher} needs GPUs; on CPU use --launcher pytorch '
+                         '(torchrun)')
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
+def parse_cfg_options(options: Optional[Sequence[str]]) -> dict:
+    """``['a.b=1', 'c=x']`` -> ``{'a.b': 1, 'c': 'x'}`` with mmengine's value parsing."""
+    if not options:
+        return {}
+    from mmengine.config import DictAction
+    out = {}
+    for item in options:
+        if '=' not in item:
+            raise ValueError(f'--cfg-options entry {item!r} is not KEY=VALUE')
+        key, value = item.split('=', 1)
+        out[key] = DictAction._parse_iterable(value)
+    return out
+
+
+def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
+    """Load a config file with every mlr_plugin module registered."""
+    import mlr_plugin  # noqa: F401  (registers modules, applies the shims)
+    from mmengine.config import Config
+
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file not found: {config}')
+    from mmengine.registry import init_default_scope
+
+    cfg = Config.fromfile(config)
+    options = parse_cfg_options(cfg_options)
+    if options:
+        cfg.merge_from_dict(options)
+    # string types resolve in mmpretrain's registries, also outside a Runner
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    return cfg
+
+
+def build_runner_config(config: str, work_dir: Optional[str] = None,
+                        cfg_options: Optional[Sequence[str]] = None,
+                        launcher: str = 'none', amp: str = 'off'):
+    cfg = load_config(config, cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+
+    if amp == 'on' and not torch.cuda.is_available():
+        raise RuntimeError('--amp on needs a CUDA GPU (mmengine AmpOptimWrapper); '
+                           'use --amp auto or off on CPU')
+    if amp in ('on', 'auto') and torch.cuda.is_available() and 'optim_wrapper' in cfg:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.dtype = 'bfloat16'
+
+    if launcher != 'none' and not torch.cuda.is_available():
+        # CPU DDP: no device_ids (mmengine's default wrapper passes the local rank).
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
+                                     broadcast_buffers=False)
+        cfg.env_cfg.dist_cfg = dict(backend='gloo')
+    if not torch.cuda.is_available():
+        # pinned memory needs an accelerator; keep CPU runs quiet
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            loader = cfg.get(key)
+            if loader is not None:
+                loader['pin_memory'] = False
+    return cfg

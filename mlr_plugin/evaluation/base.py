@@ -1,0 +1,164 @@
+"""Shared plumbing of the multi-label metrics: gather scores, resolve class subsets.
+
+A subclass only implements ``_compute(scores, target, class_names) -> dict``; this base
+collects ``pred_score`` / ``gt_score`` from the data samples, stacks them to ``(N, C)``
+and runs ``_compute`` once on all classes and once per named class subset (keys
+prefixed ``<subset>/``), so one GZSL test run also reports ZSL on the unseen classes.
+"""
+from abc import abstractmethod
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.evaluator import BaseMetric
+
+
+def as_k_tuple(ks: Union[None, int, Sequence[int]], name: str) -> tuple:
+    """Normalise ``None | int | sequence of int`` to a tuple of positive ints."""
+    if ks is None:
+        return ()
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        ks = (ks, )
+    if not isinstance(ks, (list, tuple)):
+        raise ValueError(f'{name} must be an int or a sequence of ints, got {ks!r}')
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f'{name} must contain positive ints, got {k!r}')
+    return tuple(int(k) for k in ks)
+
+
+def _check_class_subsets(class_subsets) -> Dict[str, List[str]]:
+    if class_subsets is None:
+        return {}
+    if not isinstance(class_subsets, dict):
+        raise ValueError(f'class_subsets must be a dict name -> list of class names or a split name, '
+                         f'got {type(class_subsets).__name__}')
+    checked = {}
+    for name, names in class_subsets.items():
+        if isinstance(names, str):
+            # a built-in split name, e.g. 'coco_unseen17' (configs hold no Python objects)
+            from mlr_plugin.datasets.splits import get_class_split
+            names = get_class_split(names)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f'class_subsets key must be a non-empty str, got {name!r}')
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+            raise ValueError(f'class_subsets[{name!r}] must be a non-empty list of '
+                             f'class names, got {names!r}')
+        if len(set(names)) != len(names):
+            raise ValueError(f'class_subsets[{name!r}] has duplicate class names')
+        checked[name] = list(names)
+    return checked
+
+
+def _to_vector(value, key: str) -> torch.Tensor:
+    """Detached float32 CPU copy of a per-sample vector."""
+    tensor = torch.as_tensor(value).detach().to('cpu', torch.float32).clone()
+    if tensor.dim() != 1:
+        raise ValueError(f'data_sample[{key!r}] must be a (C,) vector, '
+                         f'got shape {tuple(tensor.shape)}')
+    return tensor
+
+
+class MultiLabelBaseMetric(BaseMetric):
+    """Base of the registered multi-label metrics.
+
+    Args:
+        class_subsets (dict[str, list[str]], optional): extra evaluations on a subset
+            of the columns, e.g. ``dict(zsl=[...17 unseen names...])`` gives
+            ``zsl/mAP``. Names are looked up in ``dataset_meta['classes']``.
+        collect_device, prefix, collect_dir: as in :class:`mmengine.evaluator.BaseMetric`.
+            Without ``prefix`` the keys are bare (``mAP``, ``CF1``, ``zsl/P@3``).
+    """
+    # '' instead of None: bare keys, and no "prefix is not set" warning from mmengine.
+    default_prefix: Optional[str] = ''
+
+    def __init__(self,
+                 class_subsets: Optional[Dict[str, List[str]]] = None,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None,
+                 collect_dir: Optional[str] = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix,
+                         collect_dir=collect_dir)
+        self.class_subsets = _check_class_subsets(class_subsets)
+
+    @BaseMetric.dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        # Resolve subsets as soon as the Runner hands us the classes: a typo in a
+        # config fails before the whole test set has been run.
+        self._dataset_meta = dataset_meta
+        if self.class_subsets and dataset_meta is not None:
+            self._subset_indices(self._class_names(None))
+
+    # ----------------------------------------------------------------- process
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        """Keep each sample's ``pred_score`` (C,) and ``gt_score`` (C,) on CPU.
+
+        ``gt_score`` holds ``1 / 0 / -1``; samples that only carry mmpretrain's
+        ``gt_label`` (positive indices) are turned into a 0/1 vector of length C.
+        """
+        for sample in data_samples:
+            if sample.get('pred_score') is None:
+                raise ValueError("data_sample has no 'pred_score'")
+            score = _to_vector(sample.get('pred_score'), 'pred_score')
+            if sample.get('gt_score') is not None:
+                target = _to_vector(sample.get('gt_score'), 'gt_score')
+            elif sample.get('gt_label') is not None:
+                target = torch.zeros_like(score)
+                target[torch.as_tensor(sample.get('gt_label')).long().cpu()] = 1
+            else:
+                raise ValueError("data_sample has neither 'gt_score' nor 'gt_label'")
+            if target.shape != score.shape:
+                raise ValueError(f'gt_score has {target.numel()} classes but pred_score '
+                                 f'has {score.numel()}')
+            self.results.append(dict(pred_score=score, gt_score=target))
+
+    # ----------------------------------------------------------------- compute
+    def compute_metrics(self, results: list) -> dict:
+        """Stack the results to ``(N, C)`` and compute all + per-subset metrics."""
+        if not results:
+            raise ValueError(f'{type(self).__name__}: no results to evaluate')
+        num_classes = {r['pred_score'].numel() for r in results}
+        if len(num_classes) != 1:
+            raise ValueError(f'pred_score lengths differ between samples: {sorted(num_classes)}')
+        scores = torch.stack([r['pred_score'] for r in results]).numpy()
+        target = torch.stack([r['gt_score'] for r in results]).numpy()
+        class_names = self._class_names(scores.shape[1])
+
+        metrics = self._compute(scores, target, class_names)
+        for subset, index in self._subset_indices(class_names).items():
+            sub_metrics = self._compute(scores[:, index], target[:, index],
+                                        [class_names[i] for i in index], is_subset=True)
+            metrics.update({f'{subset}/{key}': value for key, value in sub_metrics.items()})
+        # summary numbers first, the long per-class list (``AP/<name>``) last.
+        return dict(sorted(metrics.items(), key=lambda item: item[0].startswith('AP/')))
+
+    @abstractmethod
+    def _compute(self, scores: np.ndarray, target: np.ndarray, class_names: List[str],
+                 is_subset: bool = False) -> dict:
+        """Metrics for ``scores`` / ``target`` ``(N, C')`` with ``C'`` class names."""
+
+    # ----------------------------------------------------------------- classes
+    def _class_names(self, num_classes: Optional[int]) -> List[str]:
+        """Class names from ``dataset_meta['classes']``; index strings without them."""
+        classes = (self.dataset_meta or {}).get('classes')
+        if classes is None:
+            if self.class_subsets:
+                raise ValueError("class_subsets needs dataset_meta['classes'], "
+                                 'which the dataset did not provide')
+            return [str(i) for i in range(num_classes or 0)]
+        classes = [str(name) for name in classes]
+        if num_classes is not None and len(classes) != num_classes:
+            raise ValueError(f"dataset_meta['classes'] has {len(classes)} names but "
+                             f'pred_score has {num_classes} classes')
+        return classes
+
+    def _subset_indices(self, class_names: List[str]) -> Dict[str, List[int]]:
+        position = {name: i for i, name in enumerate(class_names)}
+        indices = {}
+        for subset, names in self.class_subsets.items():
+            missing = [name for name in names if name not in position]
+            if missing:
+                raise ValueError(f'class_subsets[{subset!r}]: unknown class name '
+                                 f'{missing[0]!r} (not in dataset classes)')
+            indices[subset] = [position[name] for name in names]
+        return indices

@@ -1,0 +1,224 @@
+"""Multi-label metrics as pure functions on score / target matrices.
+
+Shapes and conventions shared by every function here:
+
+- ``scores``: ``(N, C)`` float, higher means "more likely present" (probabilities,
+  logits or similarities; only the order matters except for the threshold metrics).
+- ``target``: ``(N, C)`` in ``{1, 0, -1}``: positive, negative, unknown. Unknown entries
+  are ignored everywhere except where a function says otherwise (P/R/F1@K treat them as
+  "not positive", as the zero-shot reference code does).
+- Inputs may be torch tensors, numpy arrays or nested lists; they are copied to float64
+  numpy arrays and never modified.
+- Percentages are returned for every summary number; ``0 / 0`` is defined as ``0``.
+"""
+from typing import Dict, Optional
+
+import numpy as np
+
+EMPTY_CLASS_MODES = ('exclude', 'zero')
+CF1_MODES = ('harmonic', 'mean')
+
+
+def to_numpy(array, name: str) -> np.ndarray:
+    """Copy ``array`` (tensor / ndarray / list) into a new float64 ndarray."""
+    if hasattr(array, 'detach'):  # torch.Tensor, without importing torch here
+        array = array.detach().float().cpu().numpy()
+    try:
+        # np.array always copies, so callers' inputs are never mutated.
+        return np.array(array, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'{name} is not a numeric array: {err}') from None
+
+
+def check_scores_target(scores, target):
+    """Validate and copy ``scores`` / ``target`` into ``(N, C)`` float64 arrays.
+
+    Raises:
+        ValueError: wrong rank, mismatched shapes, non-finite scores, or a target
+            value outside ``{1, 0, -1}``.
+    """
+    scores = to_numpy(scores, 'scores')
+    target = to_numpy(target, 'target')
+    if scores.ndim != 2:
+        raise ValueError(f'scores must be (N, C), got shape {scores.shape}')
+    if target.shape != scores.shape:
+        raise ValueError(f'target shape {target.shape} != scores shape {scores.shape}')
+    if not np.all(np.isfinite(scores)):
+        raise ValueError('scores contain NaN or inf')
+    bad = ~np.isin(target, (1.0, 0.0, -1.0))
+    if bad.any():
+        raise ValueError(f'target must be in {{1, 0, -1}}, found {target[bad][0]!r}')
+    return scores, target
+
+
+def _safe_div(num, den):
+    """Element-wise ``num / den`` with ``0 / 0 -> 0`` (also ``x / 0 -> 0``)."""
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def _harmonic(p, r):
+    """F1 = 2 p r / (p + r), 0 when p + r = 0."""
+    return _safe_div(2 * np.asarray(p) * np.asarray(r), np.asarray(p) + np.asarray(r))
+
+
+def _check_k(k, num_classes: int, name: str = 'k') -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f'{name} must be an int, got {k!r}')
+    if not 1 <= k <= num_classes:
+        raise ValueError(f'{name}={k} must be in [1, num_classes={num_classes}]')
+    return int(k)
+
+
+def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """``(N, C)`` bool mask of each row's top-``k`` columns.
+
+    Ties are broken by a stable sort on the negated scores, i.e. the lower class
+    index wins, so the result never depends on the sorting algorithm.
+    """
+    order = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+    mask = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask
+
+
+def _average_precision_1d(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Non-interpolated AP of one class; NaN without positives.
+
+    AP = sum_t (R_t - R_{t-1}) P_t over the distinct score thresholds t, so tied
+    scores form one operating point (same as ``sklearn.average_precision_score``)
+    instead of depending on the order of the tied images.
+    """
+    num_pos = positive.sum()
+    if num_pos == 0:
+        return float('nan')
+    order = np.argsort(-scores, kind='stable')
+    scores, positive = scores[order], positive[order]
+    tp = np.cumsum(positive)
+    # last index of every run of equal scores = one threshold.
+    last = np.r_[np.flatnonzero(np.diff(scores) != 0), scores.size - 1]
+    precision = tp[last] / (last + 1)
+    recall = tp[last] / num_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def average_precision_per_class(scores, target) -> np.ndarray:
+    """Per-class non-interpolated AP (fraction, not %).
+
+    Args:
+        scores: ``(N, C)`` scores.
+        target: ``(N, C)`` in ``{1, 0, -1}``; for class c only images with a known
+            label for c (``target[:, c] != -1``) are ranked.
+
+    Returns:
+        ``(C,)`` float64 array, NaN for a class with no positive among its known images.
+    """
+    scores, target = check_scores_target(scores, target)
+    aps = np.empty(scores.shape[1], dtype=np.float64)
+    for c in range(scores.shape[1]):
+        known = target[:, c] != -1
+        aps[c] = _average_precision_1d(scores[known, c], target[known, c] == 1)
+    return aps
+
+
+def reduce_average_precision(aps, empty_class: str = 'exclude') -> float:
+    """mAP in % from per-class APs (fractions, NaN = class without positive).
+
+    ``empty_class='exclude'`` drops NaN classes from the mean (NaN if every class is
+    empty); ``'zero'`` counts them as AP 0 (DualCoOp / MKT reference code).
+    """
+    if empty_class not in EMPTY_CLASS_MODES:
+        raise ValueError(f'empty_class must be one of {EMPTY_CLASS_MODES}, got {empty_class!r}')
+    aps = np.asarray(aps, dtype=np.float64)
+    if empty_class == 'zero':
+        aps = np.nan_to_num(aps, nan=0.0)
+    else:
+        aps = aps[~np.isnan(aps)]
+    if aps.size == 0:
+        return float('nan')
+    return float(aps.mean() * 100)
+
+
+def mean_average_precision(scores, target, empty_class: str = 'exclude') -> float:
+    """mAP in % over classes; see :func:`average_precision_per_class` and
+    :func:`reduce_average_precision` for the ``-1`` and empty-class rules."""
+    if empty_class not in EMPTY_CLASS_MODES:  # fail before the per-class work
+        raise ValueError(f'empty_class must be one of {EMPTY_CLASS_MODES}, got {empty_class!r}')
+    return reduce_average_precision(average_precision_per_class(scores, target), empty_class)
+
+
+def threshold_metrics(scores,
+                      target,
+                      thr: float = 0.5,
+                      topk: Optional[int] = None,
+                      cf1: str = 'harmonic') -> Dict[str, float]:
+    """Per-class (C*) and overall (O*) precision / recall / F1 in %.
+
+    Args:
+        scores: ``(N, C)``.
+        target: ``(N, C)`` in ``{1, 0, -1}``; ``-1`` entries count as neither TP, FP
+            nor FN.
+        thr: predict class c for an image when ``score > thr`` (strict, as in the
+            DualCoOp family's ``p+ > 0.5``). Ignored when ``topk`` is set.
+        topk: predict each image's top-``k`` classes instead (stable-sort ties).
+        cf1: ``'harmonic'`` -> CF1 = 2 CP CR / (CP + CR) (ML-GCN);
+            ``'mean'`` -> mean over classes of per-class F1 (DualCoOp).
+
+    Returns:
+        dict with ``CP, CR, CF1, OP, OR, OF1``. Per-class ratios use ``0/0 -> 0``
+        (a class never predicted has precision 0, a class without positives has
+        recall 0) and are averaged over all C classes.
+    """
+    if cf1 not in CF1_MODES:
+        raise ValueError(f'cf1 must be one of {CF1_MODES}, got {cf1!r}')
+    scores, target = check_scores_target(scores, target)
+    if topk is None:
+        if isinstance(thr, bool) or not isinstance(thr, (int, float, np.number)):
+            raise ValueError(f'thr must be a number, got {thr!r}')
+        pred = scores > thr
+    else:
+        pred = topk_mask(scores, _check_k(topk, scores.shape[1], 'topk'))
+    pos, neg = target == 1, target == 0
+    tp = (pred & pos).sum(axis=0)
+    fp = (pred & neg).sum(axis=0)
+    fn = (~pred & pos).sum(axis=0)
+
+    class_p = _safe_div(tp, tp + fp)
+    class_r = _safe_div(tp, tp + fn)
+    cp, cr = class_p.mean(), class_r.mean()
+    if cf1 == 'harmonic':
+        cf1_value = _harmonic(cp, cr)
+    else:
+        cf1_value = _harmonic(class_p, class_r).mean()
+    op = _safe_div(tp.sum(), tp.sum() + fp.sum())
+    orec = _safe_div(tp.sum(), tp.sum() + fn.sum())
+    values = dict(CP=cp, CR=cr, CF1=cf1_value, OP=op, OR=orec, OF1=_harmonic(op, orec))
+    return {key: float(value) * 100 for key, value in values.items()}
+
+
+def precision_recall_at_k(scores, target, k: int) -> Dict[str, float]:
+    """P@K, R@K, F1@K in % (zero-shot protocol), micro over all images.
+
+    Each image predicts its top-``k`` classes (stable sort: the lower class index wins
+    ties). ``P = TP / (N k)``, ``R = TP / #positives``, ``F1 = 2PR / (P + R)``; images
+    without positives are kept (they only add false positives) and ``-1`` entries
+    count as not positive.
+
+    Returns:
+        dict with keys ``P@k``, ``R@k``, ``F1@k``.
+    """
+    scores, target = check_scores_target(scores, target)
+    k = _check_k(k, scores.shape[1])
+    positive = target == 1
+    tp = (topk_mask(scores, k) & positive).sum()
+    precision = _safe_div(tp, scores.shape[0] * k)
+    recall = _safe_div(tp, positive.sum())
+    return {
+        f'P@{k}': float(precision) * 100,
+        f'R@{k}': float(recall) * 100,
+        f'F1@{k}': float(_harmonic(precision, recall)) * 100,
+    }
+

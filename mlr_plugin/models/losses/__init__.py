@@ -1,0 +1,3 @@
+from .asl import PairSoftmaxASL, PartialSigmoidASL
+
+__all__ = ['PairSoftmaxASL', 'PartialSigmoidASL']

@@ -1,0 +1,54 @@
+"""Print the top labels of images (optionally write them as JSON).
+
+    python tools/infer.py work_dirs/coco_p30/epoch_50.pth img1.jpg img2.jpg
+    python tools/infer.py configs/demo/zeroshot_handcrafted.py img.jpg \
+        --classes "red circle" "blue square" --out preds.json
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Multi-label inference on images')
+    parser.add_argument('model', help='checkpoint (.pth) from tools/train.py, or a config')
+    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('--checkpoint', help='checkpoint to load on top of a config')
+    parser.add_argument('--classes', nargs='+', help='class names to score (default: the '
+                        "checkpoint's training classes)")
+    parser.add_argument('--classes-file', help='a text file with one class name per line')
+    parser.add_argument('--threshold', type=float, default=0.5)
+    parser.add_argument('--topk', type=int, default=5)
+    parser.add_argument('--device', default=None)
+    parser.add_argument('--out', help='write the results to this JSON file')
+    parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mlr_plugin.apis import MultiLabelInferencer
+    from mlr_plugin.engine.dump import write_json_atomic
+
+    classes = args.classes
+    if args.classes_file:
+        with open(args.classes_file) as f:
+            classes = [line.strip() for line in f if line.strip()]
+    inferencer = MultiLabelInferencer(args.model, checkpoint=args.checkpoint,
+                                      class_names=classes, device=args.device,
+                                      cfg_options=args.cfg_options)
+    results = inferencer(args.images, threshold=args.threshold, topk=args.topk)
+    for path, res in zip(args.images, results):
+        top = ', '.join(f'{name} {score:.3f}' for name, score in res['topk'])
+        print(f'{path}: labels={res["labels"]}  top{args.topk}: {top}')
+    if args.out:
+        write_json_atomic([dict(image=p, **r) for p, r in zip(args.images, results)],
+                          args.out)
+        print(f'wrote {args.out}')
+    return results
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,60 @@
+"""Train a model from an mlr_plugin config with mmengine's Runner.
+
+    python tools/train.py configs/dualcoop_pp/coco_p30.py
+    python tools/train.py CONFIG --resume                 # continue the latest run
+    python tools/train.py CONFIG --cfg-options train_dataloader.dataset.data_root=data/x
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+from mlr_plugin.engine.launch import build_runner_config, setup_distributed  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train an mlr_plugin model')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--resume', nargs='?', type=str, const='auto',
+                        help='resume from this checkpoint, or from the latest one in '
+                        'the work dir when no path is given')
+    parser.add_argument('--amp', choices=['auto', 'on', 'off'], default='auto',
+                        help='bf16 mixed precision: auto = on when CUDA is available')
+    parser.add_argument('--no-validate', action='store_true',
+                        help='skip validation during training')
+    parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
+                        help='override config entries, e.g. '
+                        'model.backbone.pretrained=/path/RN101.pt')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    setup_distributed(args.launcher)
+    from mmengine.runner import Runner
+
+    cfg = build_runner_config(args.config, work_dir=args.work_dir,
+                              cfg_options=args.cfg_options, launcher=args.launcher,
+                              amp=args.amp)
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+        cfg.default_hooks.checkpoint.pop('save_best', None)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
