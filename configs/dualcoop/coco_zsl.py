@@ -15,6 +15,7 @@ model.backbone.image_size = 224
 model.prompt_learner.n_ctx = 64
 model.prompt_learner.class_specific = False
 model.prompt_learner.num_classes = None
+model.head.loss.loss_weight = 0.01  # the authors' zero-shot setting
 
 # 224 px pipelines
 train_dataloader.dataset.pipeline[0].target_size = 224

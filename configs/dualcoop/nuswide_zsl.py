@@ -16,6 +16,10 @@ model.prompt_learner.n_ctx = 64
 model.prompt_learner.class_specific = False
 model.prompt_learner.num_classes = None
 model.num_train_classes = 100
+# the authors' zero-shot NUS-WIDE settings
+model.head.loss.loss_weight = 0.01
+optim_wrapper.optimizer.lr = 0.001
+param_scheduler[0].factor = 1e-5 / 0.001
 
 train_dataloader.dataset.pipeline[0].target_size = 224
 train_dataloader.dataset.pipeline[1].scale = (224, 224)

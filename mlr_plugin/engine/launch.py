@@ -62,7 +62,10 @@ def build_runner_config(config: str, work_dir: Optional[str] = None,
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(config))[0])
+        # work_dirs/<method folder>/<config name>: dualcoop/coco_p30.py and
+        # dualcoop_pp/coco_p30.py must not share (and overwrite) one folder
+        folder = osp.basename(osp.dirname(osp.abspath(config)))
+        cfg.work_dir = osp.join('work_dirs', folder, osp.splitext(osp.basename(config))[0])
 
     if amp == 'on' and not torch.cuda.is_available():
         raise RuntimeError('--amp on needs a CUDA GPU (mmengine AmpOptimWrapper); '

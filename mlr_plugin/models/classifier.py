@@ -96,11 +96,9 @@ class CLIPPromptClassifier(BaseModel):
         """Text features for all (or the selected) classes, once per step, shared by the
         batch: ``{prompt_name: (C, D)}``, L2-normalised."""
         names = self._require_class_names()
-        if class_indices is not None:
-            selected = [names[i] for i in class_indices.tolist()]
-        else:
-            selected = names
-        text = self.prompt_learner(selected, self.backbone, class_indices=class_indices)
+        # prompt learners take ALL names and pick the rows themselves (class-specific
+        # contexts are indexed by class)
+        text = self.prompt_learner(names, self.backbone, class_indices=class_indices)
         return {k: v.float() for k, v in text.items()}
 
     def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):

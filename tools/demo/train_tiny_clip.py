@@ -42,7 +42,7 @@ def parse_args(argv=None):
                                              'mlr-demo-rn.safetensors'))
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--epochs', type=int, default=12)
-    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--weight-decay', type=float, default=0.1)
     parser.add_argument('--warmup-epochs', type=float, default=1.0)
@@ -87,6 +87,21 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
     return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
 
 
+def encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text`` computed on the tokens up to the longest EOT only.
+
+    Why: the text tower is causal and pools the EOT token, so padding after it cannot
+    change the output; captions are ~25 of the 77 tokens, so this is ~3x cheaper.
+    """
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    tokens = tokens[:, :length]
+    x = model.token_embedding(tokens) + model.positional_embedding[:length]
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(len(x)), tokens.argmax(dim=-1)]
+    return x @ model.text_projection
+
+
 def clip_loss(img_feat, txt_feat, logit_scale):
     """Symmetric InfoNCE over a batch of matching (image, text) pairs."""
     img_feat = F.normalize(img_feat, dim=-1)
@@ -110,6 +125,12 @@ def train(model, tokenizer, data, args, mean, std):
                                   betas=(0.9, 0.98), eps=1e-6)
     mean_t = torch.tensor(mean).view(1, 3, 1, 1)
     std_t = torch.tensor(std).view(1, 3, 1, 1)
+    with torch.no_grad():  # the shortcut must equal open_clip's own text encoder
+        model.eval()
+        sample = tokens[:8, 0]
+        if not torch.allclose(encode_text_prefix(model, sample), model.encode_text(sample),
+                              atol=1e-5):
+            raise RuntimeError('encode_text_prefix differs from model.encode_text')
     step, start = 0, time.time()
     for epoch in range(args.epochs):
         model.train()
@@ -122,7 +143,7 @@ def train(model, tokenizer, data, args, mean, std):
             x = (augment(x, rng) - mean_t) / std_t
             for group in optimizer.param_groups:
                 group['lr'] = lr_at(step, total, warmup, args.lr)
-            loss = clip_loss(model.encode_image(x), model.encode_text(tokens[idx, pick]),
+            loss = clip_loss(model.encode_image(x), encode_text_prefix(model, tokens[idx, pick]),
                              model.logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -219,7 +240,7 @@ def main(argv=None):
                       schedule='linear warmup + cosine', loss='symmetric InfoNCE',
                       augmentation='h-flip, shift <= 8 px (reflect pad), brightness x[0.85, 1.15]',
                       final_train_loss=round(fit['final_loss'], 4),
-                      logit_scale=round(float(shipped.logit_scale.exp()), 2)),
+                      logit_scale=round(shipped.logit_scale.exp().item(), 2)),
         val_metrics={k: round(v, 2) for k, v in metrics.items()},
         wall_time_s=dict(train=round(train_time, 1),
                          total=round(time.time() - wall_start, 1)),
