@@ -50,6 +50,9 @@ class MultiLabelInferencer:
             options = parse_cfg_options(cfg_options)
             if options:
                 cfg.merge_from_dict(options)
+            # as load_config does: pipeline types resolve in mmpretrain's registries
+            from mmengine.registry import init_default_scope
+            init_default_scope(cfg.get('default_scope', 'mmpretrain'))
         else:
             cfg = load_config(model, cfg_options)
             if checkpoint is not None:

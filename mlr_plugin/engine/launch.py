@@ -75,9 +75,10 @@ def build_runner_config(config: str, work_dir: Optional[str] = None,
         cfg.optim_wrapper.dtype = 'bfloat16'
 
     if launcher != 'none' and not torch.cuda.is_available():
-        # CPU DDP: no device_ids (mmengine's default wrapper passes the local rank).
+        # CPU DDP: no device_ids (the Runner passes the local rank as a default argument;
+        # an explicit None in the wrapper config wins over it).
         cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
-                                     broadcast_buffers=False)
+                                     broadcast_buffers=False, device_ids=None)
         cfg.env_cfg.dist_cfg = dict(backend='gloo')
     if not torch.cuda.is_available():
         # pinned memory needs an accelerator; keep CPU runs quiet

@@ -77,6 +77,12 @@ class CLIPPromptClassifier(BaseModel):
         names = [str(n) for n in class_names]
         if not names:
             raise ValueError('set_class_names got an empty list of class names')
+        expected = getattr(self.prompt_learner, 'num_classes', None)
+        if getattr(self.prompt_learner, 'class_specific', False) and len(names) != expected:
+            raise ValueError(
+                f'class-specific contexts were built for {expected} classes but got '
+                f'{len(names)} class names: use shared contexts (class_specific=False) to '
+                'score other class lists')
         self.class_names = names
 
     def _require_class_names(self) -> List[str]:
