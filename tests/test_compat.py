@@ -54,3 +54,19 @@ def test_weights_only_still_refuses_arbitrary_objects(tmp_path):
     torch.save({'x': NotAllowlisted()}, path)
     with pytest.raises(Exception, match='NotAllowlisted'):
         torch.load(path, weights_only=True)
+
+
+def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
+    from mlr_plugin.fileio import atomic_open
+    path = tmp_path / 'sub' / 'out.json'
+    with atomic_open(path) as f:
+        f.write('old')
+    with pytest.raises(RuntimeError):
+        with atomic_open(path) as f:
+            f.write('half-writ')
+            raise RuntimeError('interrupted')
+    assert path.read_text() == 'old'
+    assert [p.name for p in path.parent.iterdir()] == ['out.json']  # no temp file left
+    with pytest.raises(ValueError, match='mode'):
+        with atomic_open(path, 'r'):
+            pass

@@ -11,13 +11,13 @@ Build them from configs with :func:`build_label_simulations`::
     label_simulation=[dict(type='HideClasses', classes=['cat']),
                       dict(type='PartialLabels', known_ratio=0.5)]
 """
-import os
 import os.path as osp
-import tempfile
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.registry import Registry
+
+from mlr_plugin.fileio import atomic_open
 
 
 def _build_simulation(cfg: dict, registry: Registry, default_args=None):
@@ -113,21 +113,12 @@ def save_mask(mask: np.ndarray, path: str) -> None:
     if ext not in ('.npy', '.pt', '.pth'):
         raise ValueError(f'save_mask {path}: unsupported extension {ext!r} '
                          f'(use .npy, .pt or .pth)')
-    out_dir = osp.dirname(osp.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=osp.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            if ext == '.npy':
-                np.save(f, mask.astype(bool))
-            else:
-                import torch
-                torch.save(torch.from_numpy(mask.astype(np.int64)), f)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, 'wb') as f:
+        if ext == '.npy':
+            np.save(f, mask.astype(bool))
+        else:
+            import torch
+            torch.save(torch.from_numpy(mask.astype(np.int64)), f)
 
 
 # --------------------------------------------------------------------- simulations

@@ -1,27 +1,17 @@
 """Write per-image predictions of a test run to JSON (``tools/test.py --out``)."""
 import json
-import os
-import os.path as osp
-import tempfile
 from typing import Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
+from mlr_plugin.fileio import atomic_open
+
 
 def write_json_atomic(obj, path: str) -> None:
-    """Write JSON to ``path`` through a temp file so a failed run leaves no partial file."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write JSON to ``path`` so that a failed run leaves no partial file."""
+    with atomic_open(path) as f:
+        json.dump(obj, f)
 
 
 @METRICS.register_module()

@@ -28,7 +28,6 @@ import json
 import os
 import os.path as osp
 import sys
-import tempfile
 
 import numpy as np
 
@@ -109,18 +108,10 @@ def to_records(dataset, data_root: str) -> list:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to a tmp file next to ``path``, then ``os.replace`` it."""
-    out_dir = osp.dirname(osp.abspath(path))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=osp.basename(path) + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``text`` so that a failed run leaves no partial file."""
+    from mlr_plugin.fileio import atomic_open
+    with atomic_open(path, 'w') as f:
+        f.write(text)
 
 
 def main(argv=None):

@@ -29,7 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiny_clip_eval import evaluate_clip, load_demo_split, normalise  # noqa: E402
+from mlr_plugin.datasets.demo_world import DEMO_CLASSES as ALL_CLASSES  # noqa: E402
+from tiny_clip_eval import evaluate_clip, load_demo_split  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -102,13 +103,36 @@ def encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
     return x @ model.text_projection
 
 
-def clip_loss(img_feat, txt_feat, logit_scale):
-    """Symmetric InfoNCE over a batch of matching (image, text) pairs."""
+def hard_negative_caption(caption: str, names: list, rng: np.random.RandomState) -> str:
+    """The caption with one object's colour or shape changed to one the image lacks.
+
+    ``names`` are the image's class names ("red circle"). Why: with random in-batch
+    negatives, colours alone tell most images apart, so shapes (and which colour goes
+    with which shape) get almost no gradient; these NegCLIP-style negatives need both.
+    """
+    colours = sorted({n.split(' ')[0] for n in ALL_CLASSES})
+    shapes = sorted({n.split(' ')[1] for n in ALL_CLASSES})
+    target = names[rng.randint(len(names))]
+    colour, shape = target.split(' ')
+    swap_shape = [f'{colour} {s}' for s in shapes if f'{colour} {s}' not in names]
+    swap_colour = [f'{c} {shape}' for c in colours if f'{c} {shape}' not in names]
+    options = swap_shape if (rng.rand() < 0.5 and swap_shape) or not swap_colour \
+        else swap_colour
+    return caption.replace(target, options[rng.randint(len(options))], 1)
+
+
+def clip_loss(img_feat, txt_feat, neg_feat, logit_scale):
+    """Symmetric InfoNCE over B matching (image, text) pairs, plus B hard-negative texts.
+
+    img_feat, txt_feat, neg_feat: (B, D). Image->text is a softmax over all 2B texts;
+    text->image over the B images (negative texts have no matching image).
+    """
     img_feat = F.normalize(img_feat, dim=-1)
-    txt_feat = F.normalize(txt_feat, dim=-1)
-    logits = logit_scale.exp().clamp(max=100) * img_feat @ txt_feat.T
+    texts = F.normalize(torch.cat([txt_feat, neg_feat]), dim=-1)
+    logits = logit_scale.exp().clamp(max=100) * img_feat @ texts.T  # (B, 2B)
     target = torch.arange(len(logits))
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    return 0.5 * (F.cross_entropy(logits, target) +
+                  F.cross_entropy(logits[:, :len(target)].T, target))
 
 
 def train(model, tokenizer, data, args, mean, std):
@@ -118,6 +142,10 @@ def train(model, tokenizer, data, args, mean, std):
     per_image = min(len(c) for c in data['captions'])
     tokens = tokenizer([c for caps in data['captions'] for c in caps[:per_image]])
     tokens = tokens.view(num, per_image, -1)
+    names = [[data['class_names'][c] for c in np.flatnonzero(row)] for row in data['labels']]
+    negatives = [hard_negative_caption(c, names[i], rng)
+                 for i, caps in enumerate(data['captions']) for c in caps[:per_image]]
+    neg_tokens = tokenizer(negatives).view(num, per_image, -1)
     steps_per_epoch = num // args.batch_size  # drop the last partial batch
     total = steps_per_epoch * args.epochs
     warmup = int(args.warmup_epochs * steps_per_epoch)
@@ -143,7 +171,9 @@ def train(model, tokenizer, data, args, mean, std):
             x = (augment(x, rng) - mean_t) / std_t
             for group in optimizer.param_groups:
                 group['lr'] = lr_at(step, total, warmup, args.lr)
-            loss = clip_loss(model.encode_image(x), encode_text_prefix(model, tokens[idx, pick]),
+            loss = clip_loss(model.encode_image(x),
+                             encode_text_prefix(model, tokens[idx, pick]),
+                             encode_text_prefix(model, neg_tokens[idx, pick]),
                              model.logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
