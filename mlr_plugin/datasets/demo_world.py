@@ -22,8 +22,9 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -63,8 +64,26 @@ _CAPTION_TEMPLATES: Tuple[str, ...] = (
 )
 CAPTIONS_PER_IMAGE = 5
 
-_MIN_VISIBLE_FRACTION = 0.5  # an occluded object keeps at least this much of its area
 _PLACEMENT_TRIES = 30
+
+
+@dataclass(frozen=True)
+class WorldStyle:
+    """How hard the world is. Ranges are (low, high): ints draw ``randint(low, high)``
+    (high excluded), floats ``uniform(low, high)``; sizes are fractions of the image side.
+    """
+    blobs: Tuple[int, int] = (2, 6)  # neutral ellipses in the background
+    lines: Tuple[int, int] = (3, 9)  # neutral background lines
+    line_width: Tuple[int, int] = (1, 4)
+    distractors: Tuple[int, int] = (0, 4)  # grey class shapes that carry no label
+    distractor_radius: Tuple[float, float] = (0.06, 0.14)
+    object_radius: Tuple[float, float] = (0.09, 0.2)
+    min_visible: float = 0.5  # an occluded object keeps at least this much of its area
+    foreground_lines: Tuple[int, int] = (0, 3)  # thin lines drawn over the objects
+    noise_sigma: Tuple[float, float] = (4.0, 14.0)  # per-image Gaussian pixel noise
+
+
+DEFAULT_STYLE = WorldStyle()
 _JPEG_QUALITY = 90
 
 
@@ -136,32 +155,32 @@ def _object_colour(colour: str, rng: np.random.RandomState) -> np.ndarray:
     return np.clip(anchor * rng.uniform(0.75, 1.1) + rng.uniform(-20, 20, size=3), 0, 255)
 
 
-def _draw_background(size: int, rng: np.random.RandomState) -> np.ndarray:
+def _draw_background(size: int, rng: np.random.RandomState, style: WorldStyle) -> np.ndarray:
     """Float RGB (size, size, 3): neutral gradient, blobs, lines and grey distractor shapes."""
     base = _neutral_colour(rng)
     ramp = np.linspace(-1, 1, size)
     gx, gy = rng.uniform(-25, 25, size=2)
     img = base + (gx * ramp[None, :, None] + gy * ramp[:, None, None])
     img = np.array(np.broadcast_to(img, (size, size, 3)), dtype=np.float64)  # writable copy
-    for _ in range(rng.randint(2, 6)):  # soft blobs
+    for _ in range(rng.randint(*style.blobs)):  # soft blobs
         centre = tuple(int(v) for v in rng.randint(0, size, size=2))
         axes = tuple(int(v) for v in rng.randint(size // 12, size // 4, size=2))
         cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360,
                     _neutral_colour(rng).tolist(), -1)
-    for _ in range(rng.randint(3, 9)):  # lines
+    for _ in range(rng.randint(*style.lines)):  # lines
         p1 = tuple(int(v) for v in rng.randint(0, size, size=2))
         p2 = tuple(int(v) for v in rng.randint(0, size, size=2))
-        cv2.line(img, p1, p2, _neutral_colour(rng).tolist(), int(rng.randint(1, 4)))
-    for _ in range(rng.randint(0, 4)):  # unlabelled distractors: right shape, wrong colour
+        cv2.line(img, p1, p2, _neutral_colour(rng).tolist(), int(rng.randint(*style.line_width)))
+    for _ in range(rng.randint(*style.distractors)):  # unlabelled distractors: right shape, wrong colour
         shape = DEMO_SHAPES[rng.randint(len(DEMO_SHAPES))]
         poly = _shape_polygon(shape, *rng.uniform(0.1, 0.9, size=2) * size,
-                              rng.uniform(0.06, 0.14) * size, rng.uniform(0, 2 * np.pi))
+                              rng.uniform(*style.distractor_radius) * size, rng.uniform(0, 2 * np.pi))
         img[_fill_mask(size, poly)] = _neutral_colour(rng)
     return img
 
 
-def draw_demo_image(rng: np.random.RandomState, image_size: int = 128
-                    ) -> Tuple[np.ndarray, List[dict]]:
+def draw_demo_image(rng: np.random.RandomState, image_size: int = 128,
+                    style: WorldStyle = DEFAULT_STYLE) -> Tuple[np.ndarray, List[dict]]:
     """Draw one image.
 
     Returns:
@@ -170,7 +189,7 @@ def draw_demo_image(rng: np.random.RandomState, image_size: int = 128
             (index into ``DEMO_CLASSES``), ``visible`` (bool mask of its visible pixels).
     """
     size = image_size
-    img = _draw_background(size, rng)
+    img = _draw_background(size, rng, style)
     num_objects = rng.randint(1, 5)
     categories = rng.choice(len(DEMO_CLASSES), size=num_objects, replace=False)
 
@@ -179,7 +198,7 @@ def draw_demo_image(rng: np.random.RandomState, image_size: int = 128
     for cat in categories:
         colour, shape = DEMO_CLASSES[cat].split(' ')
         for _ in range(_PLACEMENT_TRIES):
-            radius = rng.uniform(0.09, 0.2) * size
+            radius = rng.uniform(*style.object_radius) * size
             cx, cy = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
             mask = _fill_mask(size, _shape_polygon(shape, cx, cy, radius,
                                                    rng.uniform(0, 2 * np.pi)))
@@ -187,7 +206,7 @@ def draw_demo_image(rng: np.random.RandomState, image_size: int = 128
             cover = mask.copy()
             ok = mask.sum() > 0
             for prev in reversed(masks):
-                ok = ok and (prev & ~cover).sum() >= _MIN_VISIBLE_FRACTION * prev.sum()
+                ok = ok and (prev & ~cover).sum() >= style.min_visible * prev.sum()
                 cover |= prev
             if ok:
                 masks.append(mask)
@@ -195,12 +214,12 @@ def draw_demo_image(rng: np.random.RandomState, image_size: int = 128
                 img[mask] = _object_colour(colour, rng)
                 break
 
-    for _ in range(rng.randint(0, 3)):  # thin foreground lines: occlude a little
+    for _ in range(rng.randint(*style.foreground_lines)):  # thin foreground lines: occlude a little
         p1 = tuple(int(v) for v in rng.randint(0, size, size=2))
         p2 = tuple(int(v) for v in rng.randint(0, size, size=2))
         cv2.line(img, p1, p2, _neutral_colour(rng).tolist(), 1)
 
-    img += rng.normal(0, rng.uniform(4, 14), size=img.shape)
+    img += rng.normal(0, rng.uniform(*style.noise_sigma), size=img.shape)
     image = np.clip(np.round(img), 0, 255).astype(np.uint8)
 
     # Visible pixels: not covered by later objects (lines are thin, we ignore them).
@@ -226,12 +245,12 @@ def _coco_annotation(obj: dict, ann_id: int, image_id: int) -> dict:
 
 # --------------------------------------------------------------------------- generation
 def _write_split(root: Path, split: str, split_index: int, num_images: int, seed: int,
-                 image_size: int) -> None:
+                 image_size: int, style: WorldStyle) -> None:
     (root / split).mkdir(parents=True)
     images, instances, captions = [], [], []
     for index in range(num_images):
         rng = np.random.RandomState([seed, split_index, index])
-        image, objects = draw_demo_image(rng, image_size)
+        image, objects = draw_demo_image(rng, image_size, style)
         image_id = split_index * _SPLIT_ID_OFFSET + index + 1
         file_name = f'{split}_{index:06d}.jpg'
         ok, jpeg = cv2.imencode('.jpg', image[:, :, ::-1],
@@ -268,7 +287,8 @@ def _dump_json(path: Path, obj: dict) -> None:
 
 def generate_demo_world(out_dir, seed: int = 0, num_train: int = 2000, num_val: int = 300,
                         num_test: int = 500, image_size: int = 128,
-                        overwrite: bool = False) -> Path:
+                        overwrite: bool = False,
+                        style: Optional[WorldStyle] = None) -> Path:
     """Generate the demo world into ``out_dir`` (see the module docstring for the layout).
 
     The world is written into a temporary sibling folder and renamed into place at the
@@ -280,6 +300,7 @@ def generate_demo_world(out_dir, seed: int = 0, num_train: int = 2000, num_val: 
         num_train, num_val, num_test: images per split (>= 0).
         image_size: square image side in pixels (>= 32).
         overwrite: replace an existing ``out_dir`` instead of raising FileExistsError.
+        style: difficulty knobs (``WorldStyle``); None means ``DEFAULT_STYLE``.
 
     Returns:
         ``Path(out_dir)``.
@@ -298,7 +319,8 @@ def generate_demo_world(out_dir, seed: int = 0, num_train: int = 2000, num_val: 
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
     try:
         for split_index, split in enumerate(SPLITS):
-            _write_split(tmp, split, split_index, sizes[split], int(seed), int(image_size))
+            _write_split(tmp, split, split_index, sizes[split], int(seed), int(image_size),
+                         style or DEFAULT_STYLE)
         if out_dir.exists():  # overwrite: move the old world aside first, then swap
             old = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.old-', dir=out_dir.parent))
             os.rename(out_dir, old / 'world')

@@ -52,11 +52,15 @@ NUSWIDE_CONCEPTS_81 = (
     'temple', 'tiger', 'tower', 'town', 'toy', 'train', 'tree', 'valley', 'vehicle',
     'water', 'waterfall', 'wedding', 'whales', 'window', 'zebra')
 
+from .demo_world import DEMO_SEEN, DEMO_UNSEEN  # noqa: E402
+
 CLASS_SPLITS = {
     'coco_seen48': COCO_SEEN_48,
     'coco_unseen17': COCO_UNSEEN_17,
     'coco_zsl65': COCO_ZSL_65,
     'nuswide_concepts81': NUSWIDE_CONCEPTS_81,
+    'demo_seen15': DEMO_SEEN,
+    'demo_unseen5': DEMO_UNSEEN,
 }
 
 

@@ -1,0 +1,19 @@
+# DualCoOp++ on the demo world with 10% of the labels known (evidential + positive +
+# negative contexts, evidence-guided aggregation, Winner-Take-All).
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.datasets.demo_world import *  # noqa: F401,F403
+    from .._base_.default_runtime import *  # noqa: F401,F403
+    from .._base_.models.dualcoop_pp_rn101 import *  # noqa: F401,F403
+    from .._base_.schedules.sgd_cosine_demo import *  # noqa: F401,F403
+
+model.backbone.update(
+    model_name='mlr-demo-rn',
+    pretrained='mlr_plugin://demo/mlr-demo-rn.safetensors',
+    image_size=128)
+model.prompt_learner.num_classes = 20
+# Scales matched to the tiny CLIP's learned temperature (~17, vs 100 for OpenAI CLIP).
+model.head.update(map_scale=5.0, init_log_temperature=1.5)
+train_dataloader.dataset.label_simulation.known_ratio = 0.1
+default_hooks.logger.interval = 10
