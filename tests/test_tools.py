@@ -210,3 +210,26 @@ def test_bad_inputs_fail_with_one_line_errors(tmp_path):
 def _options_dict(options):
     from mlr_plugin.engine.launch import parse_cfg_options
     return parse_cfg_options(options)
+
+
+def test_dist_train_two_cpu_processes(world, tmp_path):
+    """tools/dist_train.sh with torchrun: 2 processes over gloo on CPU (DDP without
+    device_ids), one epoch, gathered validation, a checkpoint."""
+    import os
+    import subprocess
+    import sys
+    work = tmp_path / 'work'
+    env = dict(os.environ, PATH=f'{Path(sys.executable).parent}:{os.environ["PATH"]}',
+               PORT='29517', OMP_NUM_THREADS='1')
+    opts = coco_options(world) + ['model.prompt_learner.num_classes=20',
+                                  'train_dataloader.dataset.pipeline.4.shape=32',
+                                  'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1',
+                                  'train_cfg.val_interval=1']
+    proc = subprocess.run(['bash', str(REPO / 'tools/dist_train.sh'),
+                           str(REPO / 'configs/dualcoop/coco_p30.py'), '2',
+                           '--work-dir', str(work), '--cfg-options', *opts],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = next(work.rglob('*.log')).read_text()
+    assert 'Distributed training: True' in log and 'Epoch(val)' in log
+    assert (work / 'epoch_1.pth').is_file()
