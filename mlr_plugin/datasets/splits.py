@@ -52,21 +52,28 @@ NUSWIDE_CONCEPTS_81 = (
     'temple', 'tiger', 'tower', 'town', 'toy', 'train', 'tree', 'valley', 'vehicle',
     'water', 'waterfall', 'wedding', 'whales', 'window', 'zebra')
 
-from .demo_world import DEMO_SEEN, DEMO_UNSEEN  # noqa: E402
-
 CLASS_SPLITS = {
     'coco_seen48': COCO_SEEN_48,
     'coco_unseen17': COCO_UNSEEN_17,
     'coco_zsl65': COCO_ZSL_65,
     'nuswide_concepts81': NUSWIDE_CONCEPTS_81,
-    'demo_seen15': DEMO_SEEN,
-    'demo_unseen5': DEMO_UNSEEN,
+}
+# Splits defined beside their generator, imported on first use (importing the generator
+# with the package would upset `python -m mlr_plugin.datasets.demo_world`).
+_LAZY_SPLITS = {
+    'demo_seen15': ('mlr_plugin.datasets.demo_world', 'DEMO_SEEN'),
+    'demo_unseen5': ('mlr_plugin.datasets.demo_world', 'DEMO_UNSEEN'),
 }
 
 
 def get_class_split(name: str) -> tuple:
     """Return the class names of a built-in split, e.g. ``'coco_seen48'``."""
+    if name in _LAZY_SPLITS:
+        import importlib
+        module, attr = _LAZY_SPLITS[name]
+        return tuple(getattr(importlib.import_module(module), attr))
     if name not in CLASS_SPLITS:
         raise ValueError(f'unknown class split {name!r}; built-in splits: '
-                         f'{sorted(CLASS_SPLITS)} (or pass a list of class names)')
+                         f'{sorted([*CLASS_SPLITS, *_LAZY_SPLITS])} (or pass a list of '
+                         'class names)')
     return CLASS_SPLITS[name]

@@ -1,0 +1,224 @@
+"""The demo world generator (COCO format, deterministic) and the shipped tiny CLIP."""
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+import mlr_plugin
+from mlr_plugin.datasets import demo_world
+from mlr_plugin.datasets.demo_world import (DEMO_CLASSES, DEMO_SEEN, DEMO_UNSEEN,
+                                            generate_demo_world, join_objects, main)
+
+DEMO_WEIGHTS = Path(mlr_plugin.__file__).parent / 'demo' / 'mlr-demo-rn.safetensors'
+CLASS_PATTERN = re.compile('|'.join(re.escape(name) for name in DEMO_CLASSES))
+
+
+def _tree(root: Path) -> dict:
+    """Relative path -> bytes of every file under root."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*'))
+            if p.is_file()}
+
+
+def _image_classes(instances: dict) -> dict:
+    """image id -> list of class names of its annotations (with repeats, if any)."""
+    names = {c['id']: c['name'] for c in instances['categories']}
+    out = {img['id']: [] for img in instances['images']}
+    for ann in instances['annotations']:
+        out[ann['image_id']].append(names[ann['category_id']])
+    return out
+
+
+@pytest.fixture(scope='module')
+def tiny_world(tmp_path_factory):
+    root = tmp_path_factory.mktemp('demo') / 'world'
+    return generate_demo_world(root, seed=3, num_train=8, num_val=3, num_test=2,
+                               image_size=64)
+
+
+def test_classes_and_zero_shot_split():
+    assert len(DEMO_CLASSES) >= 16 and len(set(DEMO_CLASSES)) == len(DEMO_CLASSES)
+    assert all(re.fullmatch(r'[a-z]+ [a-z]+', name) for name in DEMO_CLASSES)
+    assert not set(DEMO_SEEN) & set(DEMO_UNSEEN)
+    assert set(DEMO_SEEN) | set(DEMO_UNSEEN) == set(DEMO_CLASSES)
+    assert (len(DEMO_SEEN), len(DEMO_UNSEEN)) == (15, 5)
+    seen_words = {word for name in DEMO_SEEN for word in name.split()}
+    for name in DEMO_UNSEEN:  # zero-shot composes known colours and shapes
+        colour, shape = name.split()
+        assert colour in seen_words and shape in seen_words, name
+
+
+def test_join_objects_hand_examples():
+    assert join_objects(['red circle']) == 'a red circle'
+    assert join_objects(['red circle', 'blue star']) == 'a red circle and a blue star'
+    assert join_objects(['red circle', 'blue star', 'green cross']) == \
+        'a red circle, a blue star and a green cross'
+
+
+def test_generator_is_deterministic(tiny_world, tmp_path):
+    again = generate_demo_world(tmp_path / 'again', seed=3, num_train=8, num_val=3,
+                                num_test=2, image_size=64)
+    first, second = _tree(tiny_world), _tree(again)
+    assert len(first) == 6 + 13  # 6 JSON files + 13 JPEGs
+    assert first == second
+    other = _tree(generate_demo_world(tmp_path / 'other', seed=4, num_train=8, num_val=3,
+                                      num_test=2, image_size=64))
+    assert other['train/train_000000.jpg'] != first['train/train_000000.jpg']
+
+
+def test_small_world_is_a_prefix_of_a_bigger_one(tiny_world, tmp_path):
+    # Image i depends on (seed, split, i) only, not on the split sizes.
+    small = generate_demo_world(tmp_path / 'small', seed=3, num_train=2, num_val=1,
+                                num_test=0, image_size=64)
+    for rel in ('train/train_000000.jpg', 'train/train_000001.jpg', 'val/val_000000.jpg'):
+        assert (small / rel).read_bytes() == (tiny_world / rel).read_bytes()
+
+
+def test_valid_coco_instances(tiny_world):
+    from pycocotools.coco import COCO
+    for split, num in (('train', 8), ('val', 3), ('test', 2)):
+        coco = COCO(str(tiny_world / 'annotations' / f'instances_{split}.json'))
+        cats = coco.loadCats(coco.getCatIds())
+        assert [c['name'] for c in sorted(cats, key=lambda c: c['id'])] == list(DEMO_CLASSES)
+        assert len(coco.getImgIds()) == num
+        for img in coco.loadImgs(coco.getImgIds()):
+            pixels = cv2.imread(str(tiny_world / split / img['file_name']))
+            assert pixels.shape == (img['height'], img['width'], 3) == (64, 64, 3)
+            anns = coco.loadAnns(coco.getAnnIds(imgIds=img['id']))
+            cat_ids = [a['category_id'] for a in anns]
+            assert 1 <= len(cat_ids) <= 4 and len(set(cat_ids)) == len(cat_ids)
+            for ann in anns:
+                x, y, w, h = ann['bbox']
+                assert ann['iscrowd'] == 0 and ann['area'] > 0
+                assert 0 <= x and 0 <= y and x + w <= 64 and y + h <= 64
+                assert ann['area'] <= w * h  # visible pixels fit in their box
+                # The box is the extent of the visible region's outline (independent
+                # of how the box was computed: from the contour points here).
+                pts = np.concatenate([np.reshape(p, (-1, 2)) for p in ann['segmentation']])
+                assert (pts[:, 0].min(), pts[:, 1].min()) == (x, y)
+                assert (pts[:, 0].max() + 1, pts[:, 1].max() + 1) == (x + w, y + h)
+                mask = coco.annToMask(ann)
+                assert mask.shape == (64, 64) and mask.sum() > 0
+    # Image ids are unique across splits, as in COCO.
+    ids = [img['id'] for split in ('train', 'val', 'test') for img in json.loads(
+        (tiny_world / 'annotations' / f'instances_{split}.json').read_text())['images']]
+    assert len(set(ids)) == len(ids)
+
+
+def test_captions_name_exactly_the_image_classes(tiny_world):
+    from pycocotools.coco import COCO
+    for split in ('train', 'val', 'test'):
+        instances = json.loads(
+            (tiny_world / 'annotations' / f'instances_{split}.json').read_text())
+        classes = _image_classes(instances)
+        caps = COCO(str(tiny_world / 'annotations' / f'captions_{split}.json'))
+        assert sorted(caps.getImgIds()) == sorted(classes)
+        for image_id, names in classes.items():
+            captions = [a['caption'] for a in caps.loadAnns(caps.getAnnIds(imgIds=image_id))]
+            assert len(captions) == demo_world.CAPTIONS_PER_IMAGE
+            for caption in captions:
+                mentioned = CLASS_PATTERN.findall(caption)
+                assert sorted(mentioned) == sorted(names), (caption, names)
+
+
+def test_bad_arguments_and_existing_output(tmp_path):
+    with pytest.raises(ValueError, match='num_train'):
+        generate_demo_world(tmp_path / 'a', num_train=-1)
+    with pytest.raises(ValueError, match='image_size'):
+        generate_demo_world(tmp_path / 'a', image_size=16)
+    out = generate_demo_world(tmp_path / 'w', seed=0, num_train=1, num_val=0, num_test=0,
+                              image_size=32)
+    with pytest.raises(FileExistsError, match=str(out)):
+        generate_demo_world(out, num_train=1, num_val=0, num_test=0, image_size=32)
+    before = (out / 'train' / 'train_000000.jpg').read_bytes()
+    generate_demo_world(out, seed=1, num_train=1, num_val=0, num_test=0, image_size=32,
+                        overwrite=True)
+    assert (out / 'train' / 'train_000000.jpg').read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['w']  # no temp folders left
+
+
+def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+
+    def failing_draw(rng, image_size, style):
+        calls.append(1)
+        if len(calls) > 2:
+            raise RuntimeError('disk full')
+        return draw(rng, image_size, style)
+
+    draw = demo_world.draw_demo_image
+    monkeypatch.setattr(demo_world, 'draw_demo_image', failing_draw)
+    with pytest.raises(RuntimeError, match='disk full'):
+        generate_demo_world(tmp_path / 'w', num_train=5, num_val=0, num_test=0,
+                            image_size=32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli(tmp_path, capsys):
+    main(['--out', str(tmp_path / 'cli'), '--seed', '0', '--num-train', '2', '--num-val',
+          '1', '--num-test', '1', '--image-size', '32'])
+    assert 'demo world written' in capsys.readouterr().out
+    assert len(list((tmp_path / 'cli' / 'train').glob('*.jpg'))) == 2
+
+
+# ------------------------------------------------------------------ the shipped tiny CLIP
+def test_shipped_weights_and_card():
+    from safetensors.torch import load_file
+    assert DEMO_WEIGHTS.is_file(), (
+        f'{DEMO_WEIGHTS} is missing: run python tools/demo/train_tiny_clip.py')
+    state = load_file(str(DEMO_WEIGHTS))
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    card = json.loads(DEMO_WEIGHTS.with_suffix('.json').read_text())
+    assert card['sha256'] == hashlib.sha256(DEMO_WEIGHTS.read_bytes()).hexdigest()
+    assert card['model'] == 'mlr-demo-rn'
+
+
+def test_shipped_clip_ranks_matching_text_far_above_chance(tmp_path):
+    """40 fresh images (a seed the CLIP never saw), thresholds:
+
+    - image->text top-1 among the 40 images' captions >= 5x chance (5/40); a hit is a
+      top caption that names exactly the image's classes;
+    - mean per-class zero-shot AP ("a photo of a {c}.") >= mean positive rate + 0.2.
+    """
+    import open_clip
+    assert DEMO_WEIGHTS.is_file(), (
+        f'{DEMO_WEIGHTS} is missing: run python tools/demo/train_tiny_clip.py')
+    model = open_clip.create_model('mlr-demo-rn', pretrained=str(DEMO_WEIGHTS)).eval()
+    tokenizer = open_clip.get_tokenizer('mlr-demo-rn')
+
+    root = generate_demo_world(tmp_path / 'fresh', seed=12345, num_train=40, num_val=0,
+                               num_test=0, image_size=128)
+    instances = json.loads((root / 'annotations' / 'instances_train.json').read_text())
+    classes = _image_classes(instances)
+    captions = json.loads((root / 'annotations' / 'captions_train.json').read_text())
+    first_caption = {}
+    for ann in sorted(captions['annotations'], key=lambda a: a['id']):
+        first_caption.setdefault(ann['image_id'], ann['caption'])
+    ids = [img['id'] for img in instances['images']]
+    pixels = np.stack([cv2.imread(str(root / 'train' / img['file_name']))[:, :, ::-1]
+                       for img in instances['images']])
+    x = torch.from_numpy(pixels.copy()).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        img = model.encode_image((x - mean) / std, normalize=True)
+        cap = model.encode_text(tokenizer([first_caption[i] for i in ids]), normalize=True)
+        cls = model.encode_text(tokenizer([f'a photo of a {c}.' for c in DEMO_CLASSES]),
+                                normalize=True)
+
+    top = (img @ cap.T).argmax(dim=1).tolist()
+    hits = [sorted(classes[ids[j]]) == sorted(classes[ids[i]]) for i, j in enumerate(top)]
+    chance = 1 / len(ids)
+    assert np.mean(hits) >= 5 * chance, f'image->text top-1 {np.mean(hits):.3f}'
+
+    labels = np.array([[c in classes[i] for c in DEMO_CLASSES] for i in ids], float)
+    scores = (img @ cls.T).numpy()
+    present = labels.sum(0) > 0
+    aps = [average_precision_score(labels[:, c], scores[:, c]) for c in np.flatnonzero(present)]
+    positive_rate = labels[:, present].mean(0).mean()
+    assert np.mean(aps) >= positive_rate + 0.2, (np.mean(aps), positive_rate)
