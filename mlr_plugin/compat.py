@@ -10,9 +10,12 @@ Each shim is applied once, on ``import mlr_plugin``, and is narrow on purpose:
    fails. We also accept every name in ``sys.stdlib_module_names``. Once such an import
    loads, mmengine keeps the module object in the config (``import os`` is not recorded
    as an imported name), which breaks the config dump every Runner writes: we record it.
+3. mmcv-lite (no compiled ops) makes mmpretrain warn on import about an op nothing here
+   uses: that one warning is silenced.
 """
 import ast
 import sys
+import warnings
 
 _APPLIED = False
 
@@ -76,10 +79,16 @@ def allow_stdlib_imports_in_configs():
     config_module._gather_abs_import_lazyobj = _gather_abs_import_lazyobj
 
 
+def silence_mmcv_lite_ops_warning():
+    """mmcv-lite has no compiled ops; mmpretrain's import warns about one we never use."""
+    warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+
+
 def apply():
     global _APPLIED
     if _APPLIED:
         return
+    silence_mmcv_lite_ops_warning()
     allow_mmengine_checkpoints()
     allow_stdlib_imports_in_configs()
     _APPLIED = True
