@@ -222,3 +222,143 @@ def test_shipped_clip_ranks_matching_text_far_above_chance(tmp_path):
     aps = [average_precision_score(labels[:, c], scores[:, c]) for c in np.flatnonzero(present)]
     positive_rate = labels[:, present].mean(0).mean()
     assert np.mean(aps) >= positive_rate + 0.2, (np.mean(aps), positive_rate)
+
+
+# ------------------------------------------------ the training / evaluation helpers
+def _load_tool(name):
+    """Import tools/demo/<name>.py (tools/ is not a package)."""
+    import importlib.util
+    import sys
+    tool_dir = Path(__file__).resolve().parents[1] / 'tools' / 'demo'
+    sys.path.insert(0, str(tool_dir))
+    try:
+        spec = importlib.util.spec_from_file_location(f'_demo_{name}', tool_dir / f'{name}.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tool_dir))
+    return module
+
+
+def test_multi_positive_loss_is_clip_loss_with_one_positive_each():
+    import torch.nn.functional as F
+    train = _load_tool('train_tiny_clip')
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    scale = torch.tensor(2.0)
+    logits = scale.exp() * F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
+    target = torch.arange(5)
+    expected = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    got = train.multi_positive_clip_loss(img, txt, torch.eye(5, dtype=torch.bool), scale)
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_multi_positive_loss_against_a_python_loop():
+    import math
+    train = _load_tool('train_tiny_clip')
+    img = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    txt = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])  # 3 texts, unit norm
+    positive = torch.tensor([[True, False, True], [False, True, True]])  # text 2 matches both
+    logit_scale = torch.tensor(math.log(3.0))
+    sim = [[3.0 * sum(a * b for a, b in zip(i, t)) for t in txt.tolist()] for i in img.tolist()]
+    i2t = 0.0
+    for i in range(2):
+        pos = [t for t in range(3) if positive[i, t]]
+        log_z = math.log(sum(math.exp(s) for s in sim[i]))
+        i2t += -sum(sim[i][t] - log_z for t in pos) / len(pos)
+    t2i = 0.0
+    for t in range(3):
+        pos = [i for i in range(2) if positive[i, t]]
+        log_z = math.log(sum(math.exp(sim[i][t]) for i in range(2)))
+        t2i += -sum(sim[i][t] - log_z for i in pos) / len(pos)
+    expected = 0.5 * (i2t / 2 + t2i / 3)
+    got = train.multi_positive_clip_loss(img, txt, positive, logit_scale)
+    assert abs(got.item() - expected) < 1e-5
+    with pytest.raises(ValueError, match='positive'):
+        train.multi_positive_clip_loss(img, txt, torch.zeros(2, 3, dtype=torch.bool),
+                                       logit_scale)
+
+
+def test_sample_text_pair_names_and_hard_negatives():
+    train = _load_tool('train_tiny_clip')
+    rng = np.random.RandomState(0)
+    names = ['red circle', 'blue star', 'green ring']
+    captions = ['a red circle, a blue star and a green ring.']
+    subsets = 0
+    for _ in range(200):
+        text, named, negative, neg_named = train.sample_text_pair(captions, names, rng, 0.5)
+        assert sorted(CLASS_PATTERN.findall(text)) == sorted(named)
+        assert set(named) <= set(names) and len(named) >= 1
+        subsets += len(named) < len(names)
+        assert sorted(CLASS_PATTERN.findall(negative)) == sorted(neg_named)
+        (old,), (new,) = set(named) - set(neg_named), set(neg_named) - set(named)
+        assert new not in names  # the negative names a class the image lacks
+        old_colour, old_shape = old.split()
+        new_colour, new_shape = new.split()
+        assert (old_colour == new_colour) != (old_shape == new_shape)  # one attribute moves
+    assert 60 < subsets < 140  # ~ half of the texts name a proper subset
+
+
+def test_encode_text_prefix_equals_open_clip():
+    import open_clip
+    train = _load_tool('train_tiny_clip')
+    torch.manual_seed(0)
+    model = open_clip.create_model('mlr-tiny-rn', pretrained=None).eval()
+    tokens = open_clip.get_tokenizer('mlr-tiny-rn')(['a red circle.',
+                                                     'a blue star and a green ring on grey.'])
+    with torch.no_grad():
+        assert torch.allclose(train.encode_text_prefix(model, tokens),
+                              model.encode_text(tokens), atol=1e-5)
+
+
+def test_dense_features_against_a_per_location_loop():
+    import open_clip
+    evaluation = _load_tool('tiny_clip_eval')
+    torch.manual_seed(0)
+    model = open_clip.create_model('mlr-tiny-rn', pretrained=None).eval()
+    visual = model.visual
+    x = torch.randn(2, 3, 64, 64)
+    dense = evaluation.dense_image_features(visual, x)
+    with torch.no_grad():
+        feat = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))
+        _, _, h, w = feat.shape
+        pool = visual.attnpool
+        for n in range(2):
+            for y in range(h):
+                for xx in range(w):
+                    token = feat[n, :, y, xx] + pool.positional_embedding[1 + y * w + xx]
+                    expected = pool.c_proj(pool.v_proj(token))
+                    assert torch.allclose(dense[n, y * w + xx], expected, atol=1e-5)
+    assert dense.shape == (2, h * w, model.visual.output_dim)
+
+
+def test_retrieval_recall_and_map_by_hand():
+    evaluation = _load_tool('tiny_clip_eval')
+    sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.7, 0.1], [0.6, 0.5, 0.2]])
+    assert evaluation.retrieval_recall(sim, 1) == pytest.approx(100 / 3)  # row 0 only
+    assert evaluation.retrieval_recall(sim, 2) == pytest.approx(200 / 3)  # rows 0, 1
+    labels = np.array([[1, 0], [0, 0], [1, 1]], float)
+    scores = np.array([[0.9, 0.1], [0.8, 0.7], [0.1, 0.2]])
+    # class 0: positives ranked 1st and 3rd -> AP = (1/1 + 2/3) / 2; class 1: ranked 2nd
+    # -> AP = 1/2.
+    expected = 100 * ((1 + 2 / 3) / 2 + 0.5) / 2
+    assert evaluation.mean_average_precision(scores, labels) == pytest.approx(expected)
+
+
+def test_augment_keeps_hue_and_range():
+    train = _load_tool('train_tiny_clip')
+    images = torch.zeros(4, 3, 16, 16)
+    images[:, 0], images[:, 1], images[:, 2] = 0.6, 0.3, 0.15  # one flat colour
+    out = train.augment(images, np.random.RandomState(0), max_shift=2)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    ratio = out[:, 0] / out[:, 1]  # brightness scales channels together: ratios stay
+    assert torch.allclose(ratio, torch.full_like(ratio, 2.0), atol=1e-5)
+
+
+def test_lr_schedule_by_hand():
+    train = _load_tool('train_tiny_clip')
+    # 10 steps, 2 of linear warm-up, then cosine from 1.0 down to 0 over 8 steps
+    assert [train.lr_at(s, 10, 2, 1.0) for s in (0, 1)] == [0.5, 1.0]
+    assert train.lr_at(2, 10, 2, 1.0) == pytest.approx(1.0)
+    assert train.lr_at(6, 10, 2, 1.0) == pytest.approx(0.5)  # half-way: cos(pi/2) = 0
+    assert train.lr_at(10, 10, 2, 1.0) == pytest.approx(0.0, abs=1e-12)

@@ -3,12 +3,15 @@
     python tools/demo/train_tiny_clip.py            # generates data/demo_world if missing
 
 Contrastive training (symmetric InfoNCE with open_clip's learnable logit_scale, AdamW,
-warmup + cosine) on the train split's image-caption pairs: each step pairs every image
-with one of its 5 captions at random, and augments images with flips, small shifts and
-brightness jitter (never hue: colour is half of every class name). Then it evaluates on
-the val split (see tiny_clip_eval.py), saves fp16 safetensors atomically, reloads them
-with ``open_clip.create_model('mlr-demo-rn', pretrained=<file>)`` and writes a JSON card
-with the reloaded model's numbers next to the weights.
+warmup + cosine, fixed seeds, <= 2 threads) on the train split's image-caption pairs.
+Each step pairs every image with one text: one of its 5 captions or, with probability
+``--subset-prob``, a caption naming a random subset of its objects; plus one hard negative
+per text (one object recoloured or reshaped). A text is positive for every image in the
+batch that shows all the classes it names (multi-positive InfoNCE; with one positive
+each it is CLIP's loss). Images get flips, small shifts and brightness jitter (never hue:
+colour is half of every class name). Then it saves fp16 safetensors atomically, reloads
+them with ``open_clip.create_model('mlr-demo-rn', pretrained=<file>)``, evaluates that on
+the val split (see tiny_clip_eval.py) and writes a JSON card next to the weights.
 """
 import argparse
 import hashlib
@@ -17,7 +20,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +31,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mlr_plugin.datasets.demo_world import DEMO_CLASSES as ALL_CLASSES  # noqa: E402
+from mlr_plugin.datasets.demo_world import (DEMO_COLOURS, DEMO_SHAPES,  # noqa: E402
+                                            make_captions)
+from mlr_plugin.fileio import atomic_open  # noqa: E402
 from tiny_clip_eval import evaluate_clip, load_demo_split  # noqa: E402
 
 
@@ -42,12 +46,16 @@ def parse_args(argv=None):
     parser.add_argument('--out', default=str(REPO_ROOT / 'mlr_plugin' / 'demo' /
                                              'mlr-demo-rn.safetensors'))
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--epochs', type=int, default=12)
+    parser.add_argument('--epochs', type=int, default=20)
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--weight-decay', type=float, default=0.1)
     parser.add_argument('--warmup-epochs', type=float, default=1.0)
+    parser.add_argument('--subset-prob', type=float, default=0.5,
+                        help='probability of a caption naming only some of the objects')
     parser.add_argument('--threads', type=int, default=2, help='torch threads (<= 2 here)')
+    parser.add_argument('--eval-every', type=int, default=0,
+                        help='also print val zero-shot mAP every N epochs (0: only at the end)')
     return parser.parse_args(argv)
 
 
@@ -103,49 +111,78 @@ def encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
     return x @ model.text_projection
 
 
-def hard_negative_caption(caption: str, names: list, rng: np.random.RandomState) -> str:
-    """The caption with one object's colour or shape changed to one the image lacks.
+def sample_text_pair(captions: list, names: list, rng: np.random.RandomState,
+                     subset_prob: float):
+    """Draw one training text for an image and a hard negative of it.
 
-    ``names`` are the image's class names ("red circle"). Why: with random in-batch
-    negatives, colours alone tell most images apart, so shapes (and which colour goes
-    with which shape) get almost no gradient; these NegCLIP-style negatives need both.
+    Args:
+        captions: the image's captions (each names all its objects).
+        names: the image's class names, e.g. ``['red circle', 'blue star']``.
+        subset_prob: probability of captioning only a random proper subset of the objects
+            (when there are >= 2). Why: real captions mention some objects, and zero-shot
+            scores one class at a time; with full captions only, a 4-object image ends up
+            far from each single-object prompt.
+
+    Returns:
+        (text, text_classes, negative, negative_classes): the negative changes one named
+        object's colour or shape to a class the image lacks (NegCLIP-style). Why: with
+        random in-batch negatives colour alone tells most images apart, so shapes and
+        which colour goes with which shape get almost no gradient.
     """
-    colours = sorted({n.split(' ')[0] for n in ALL_CLASSES})
-    shapes = sorted({n.split(' ')[1] for n in ALL_CLASSES})
-    target = names[rng.randint(len(names))]
+    if len(names) > 1 and rng.rand() < subset_prob:
+        keep = rng.choice(len(names), size=rng.randint(1, len(names)), replace=False)
+        named = [names[i] for i in sorted(keep)]
+        text = make_captions(named, rng, num=1)[0]
+    else:
+        named = list(names)
+        text = captions[rng.randint(len(captions))]
+    target = named[rng.randint(len(named))]
     colour, shape = target.split(' ')
-    swap_shape = [f'{colour} {s}' for s in shapes if f'{colour} {s}' not in names]
-    swap_colour = [f'{c} {shape}' for c in colours if f'{c} {shape}' not in names]
+    swap_shape = [f'{colour} {s}' for s in DEMO_SHAPES if f'{colour} {s}' not in names]
+    swap_colour = [f'{c} {shape}' for c in DEMO_COLOURS if f'{c} {shape}' not in names]
     options = swap_shape if (rng.rand() < 0.5 and swap_shape) or not swap_colour \
         else swap_colour
-    return caption.replace(target, options[rng.randint(len(options))], 1)
+    replacement = options[rng.randint(len(options))]
+    negative = text.replace(target, replacement, 1)
+    negative_named = [replacement if n == target else n for n in named]
+    return text, named, negative, negative_named
 
 
-def clip_loss(img_feat, txt_feat, neg_feat, logit_scale):
-    """Symmetric InfoNCE over B matching (image, text) pairs, plus B hard-negative texts.
+def multi_positive_clip_loss(img_feat, txt_feat, positive, logit_scale):
+    """Symmetric InfoNCE where a text may match several images (and vice versa).
 
-    img_feat, txt_feat, neg_feat: (B, D). Image->text is a softmax over all 2B texts;
-    text->image over the B images (negative texts have no matching image).
+    Args:
+        img_feat: (B, D) image embeddings; txt_feat: (T, D) text embeddings.
+        positive: (B, T) bool, image i shows every object text t names. Each row must
+            have a positive (its own text). Texts no image matches (hard negatives) only
+            act as negatives in the image->text softmax.
+        logit_scale: open_clip's log temperature.
+
+    Each direction is a cross-entropy between the softmax over the batch and the uniform
+    distribution over the positives; with one positive per row/column (the diagonal)
+    this is CLIP's loss exactly.
     """
     img_feat = F.normalize(img_feat, dim=-1)
-    texts = F.normalize(torch.cat([txt_feat, neg_feat]), dim=-1)
-    logits = logit_scale.exp().clamp(max=100) * img_feat @ texts.T  # (B, 2B)
-    target = torch.arange(len(logits))
-    return 0.5 * (F.cross_entropy(logits, target) +
-                  F.cross_entropy(logits[:, :len(target)].T, target))
+    txt_feat = F.normalize(txt_feat, dim=-1)
+    logits = logit_scale.exp().clamp(max=100) * img_feat @ txt_feat.T  # (B, T)
+    pos = positive.float()
+    if not (pos.sum(1) > 0).all():
+        raise ValueError('multi_positive_clip_loss: every image needs a positive text')
+    img_to_txt = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    matched = pos.sum(0) > 0
+    pos_t = pos[:, matched]
+    txt_to_img = -(pos_t / pos_t.sum(0, keepdim=True) *
+                   logits[:, matched].log_softmax(0)).sum(0).mean()
+    return 0.5 * (img_to_txt + txt_to_img)
 
 
-def train(model, tokenizer, data, args, mean, std):
+def train(model, tokenizer, data, args, mean, std, val_data=None):
     rng = np.random.RandomState(args.seed)
     images = torch.from_numpy(np.ascontiguousarray(data['images']))  # uint8 N,S,S,3
+    labels = torch.from_numpy(data['labels']).bool()  # (N, C)
+    class_index = {name: i for i, name in enumerate(data['class_names'])}
     num = len(images)
-    per_image = min(len(c) for c in data['captions'])
-    tokens = tokenizer([c for caps in data['captions'] for c in caps[:per_image]])
-    tokens = tokens.view(num, per_image, -1)
     names = [[data['class_names'][c] for c in np.flatnonzero(row)] for row in data['labels']]
-    negatives = [hard_negative_caption(c, names[i], rng)
-                 for i, caps in enumerate(data['captions']) for c in caps[:per_image]]
-    neg_tokens = tokenizer(negatives).view(num, per_image, -1)
     steps_per_epoch = num // args.batch_size  # drop the last partial batch
     total = steps_per_epoch * args.epochs
     warmup = int(args.warmup_epochs * steps_per_epoch)
@@ -155,7 +192,7 @@ def train(model, tokenizer, data, args, mean, std):
     std_t = torch.tensor(std).view(1, 3, 1, 1)
     with torch.no_grad():  # the shortcut must equal open_clip's own text encoder
         model.eval()
-        sample = tokens[:8, 0]
+        sample = tokenizer([caps[0] for caps in data['captions'][:8]])
         if not torch.allclose(encode_text_prefix(model, sample), model.encode_text(sample),
                               atol=1e-5):
             raise RuntimeError('encode_text_prefix differs from model.encode_text')
@@ -165,16 +202,24 @@ def train(model, tokenizer, data, args, mean, std):
         order = rng.permutation(num)
         losses = []
         for b in range(steps_per_epoch):
-            idx = torch.from_numpy(order[b * args.batch_size:(b + 1) * args.batch_size])
-            pick = torch.from_numpy(rng.randint(0, per_image, size=len(idx)))
-            x = images[idx].permute(0, 3, 1, 2).float().div_(255)
+            idx = order[b * args.batch_size:(b + 1) * args.batch_size]
+            pairs = [sample_text_pair(data['captions'][i], names[i], rng, args.subset_prob)
+                     for i in idx]
+            texts = [p[0] for p in pairs] + [p[2] for p in pairs]
+            text_classes = torch.zeros(len(texts), labels.shape[1], dtype=torch.bool)
+            for t, named in enumerate([p[1] for p in pairs] + [p[3] for p in pairs]):
+                text_classes[t, [class_index[n] for n in named]] = True
+            batch_labels = labels[torch.from_numpy(idx)]
+            # image i matches text t when it shows every class t names
+            positive = ~(text_classes.unsqueeze(0) & ~batch_labels.unsqueeze(1)).any(-1)
+
+            x = images[torch.from_numpy(idx)].permute(0, 3, 1, 2).float().div_(255)
             x = (augment(x, rng) - mean_t) / std_t
             for group in optimizer.param_groups:
                 group['lr'] = lr_at(step, total, warmup, args.lr)
-            loss = clip_loss(model.encode_image(x),
-                             encode_text_prefix(model, tokens[idx, pick]),
-                             encode_text_prefix(model, neg_tokens[idx, pick]),
-                             model.logit_scale)
+            loss = multi_positive_clip_loss(model.encode_image(x),
+                                            encode_text_prefix(model, tokenizer(texts)),
+                                            positive, model.logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -186,33 +231,38 @@ def train(model, tokenizer, data, args, mean, std):
               f'logit_scale {model.logit_scale.exp().item():.1f}  '
               f'lr {optimizer.param_groups[0]["lr"]:.2e}  {time.time() - start:.0f}s',
               flush=True)
+        if val_data is not None and args.eval_every and (epoch + 1) % args.eval_every == 0:
+            metrics = evaluate_clip(model, tokenizer, val_data, mean, std)
+            print('  val: ' + '  '.join(f'{k} {v:.1f}' for k, v in metrics.items()
+                                        if k != 'num_images'), flush=True)
     return dict(steps=step, final_loss=float(np.mean(losses)))
 
 
 # ------------------------------------------------------------------------------ saving
+def _readable_by_all(path: Path):
+    """mkstemp-based atomic writes leave 0600 files; shipped files must be 0644."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def save_fp16_safetensors(model, path: Path) -> str:
     """Write the state dict (floats as fp16) atomically; return its sha256."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     state = {k: (v.half() if v.is_floating_point() else v).contiguous()
              for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=dict(format='pt', model='mlr-demo-rn'))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    payload = save(state, metadata=dict(format='pt', model='mlr-demo-rn'))
+    with atomic_open(path, 'wb') as f:
+        f.write(payload)
+    _readable_by_all(path)
+    return hashlib.sha256(payload).hexdigest()
 
 
 def write_json_atomic(obj, path: Path):
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    with os.fdopen(fd, 'w') as f:
+    with atomic_open(path, 'w') as f:
         json.dump(obj, f, indent=2)
         f.write('\n')
-    os.replace(tmp, path)
+    _readable_by_all(path)
 
 
 def main(argv=None):
@@ -231,6 +281,7 @@ def main(argv=None):
     if not (data_root / 'annotations' / 'instances_train.json').is_file():
         print(f'generating the demo world into {data_root} (seed {args.data_seed})', flush=True)
         generate_demo_world(data_root, seed=args.data_seed)
+    data_time = time.time() - wall_start
     train_split = load_demo_split(data_root, 'train')
     val_split = load_demo_split(data_root, 'val')
     print(f'train {len(train_split["labels"])} images, val {len(val_split["labels"])} images, '
@@ -239,8 +290,8 @@ def main(argv=None):
     model = open_clip.create_model(args.model, pretrained=None)
     tokenizer = open_clip.get_tokenizer(args.model)
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
-    fit = train(model, tokenizer, train_split, args, mean, std)
-    train_time = time.time() - wall_start
+    fit = train(model, tokenizer, train_split, args, mean, std, val_split)
+    train_time = time.time() - wall_start - data_time
 
     out = Path(args.out)
     sha256 = save_fp16_safetensors(model, out)
@@ -262,17 +313,24 @@ def main(argv=None):
                   seed=args.data_seed, train_images=len(train_split['labels']),
                   val_images=len(val_split['labels']),
                   captions_per_image=len(train_split['captions'][0]),
-                  classes=len(train_split['class_names'])),
+                  classes=len(train_split['class_names']),
+                  instances_train_sha256=hashlib.sha256(
+                      (data_root / 'annotations' / 'instances_train.json').read_bytes()
+                  ).hexdigest()),
         training=dict(seed=args.seed, epochs=args.epochs, steps=fit['steps'],
                       batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                       optimizer='AdamW(betas=(0.9, 0.98), eps=1e-6)',
-                      schedule='linear warmup + cosine', loss='symmetric InfoNCE',
-                      augmentation='h-flip, shift <= 8 px (reflect pad), brightness x[0.85, 1.15]',
+                      schedule='linear warmup + cosine',
+                      loss='symmetric InfoNCE, multi-positive (class-set containment)',
+                      augmentation='h-flip, shift <= 8 px (reflect pad), brightness '
+                                   'x[0.85, 1.15]; captions naming a random subset of the '
+                                   f'objects with p={args.subset_prob}',
+                      hard_negatives='one object recoloured or reshaped per text',
                       final_train_loss=round(fit['final_loss'], 4),
                       logit_scale=round(shipped.logit_scale.exp().item(), 2)),
         val_metrics={k: round(v, 2) for k, v in metrics.items()},
-        wall_time_s=dict(train=round(train_time, 1),
+        wall_time_s=dict(data=round(data_time, 1), train=round(train_time, 1),
                          total=round(time.time() - wall_start, 1)),
         machine=dict(platform=platform.platform(), processor=platform.processor(),
                      python=platform.python_version(), torch=torch.__version__,
