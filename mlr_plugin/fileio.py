@@ -24,6 +24,10 @@ def atomic_open(path, mode: str = 'w'):
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+        # mkstemp makes owner-only files; give the result the usual permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if osp.exists(tmp):

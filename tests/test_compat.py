@@ -1,4 +1,6 @@
 """The environment shims of mlr_plugin.compat (ENVIRONMENT.md items 1-2)."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,9 @@ def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
             f.write('half-writ')
             raise RuntimeError('interrupted')
     assert path.read_text() == 'old'
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)  # not mkstemp's 0600
     assert [p.name for p in path.parent.iterdir()] == ['out.json']  # no temp file left
     with pytest.raises(ValueError, match='mode'):
         with atomic_open(path, 'r'):
