@@ -23,8 +23,8 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['mlr_plugin', 'mlr_plugin.*']),
     package_data={
-        'mlr_plugin': ['models/clip/model_configs/*.json', 'demo/*.safetensors',
-                       'demo/*.json'],
+        'mlr_plugin.models.clip.model_configs': ['*.json'],
+        'mlr_plugin.demo': ['*.safetensors', '*.json'],
     },
     include_package_data=True,
     install_requires=read_requirements('runtime.txt'),
