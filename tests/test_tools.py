@@ -233,3 +233,17 @@ def test_dist_train_two_cpu_processes(world, tmp_path):
     log = next(work.rglob('*.log')).read_text()
     assert 'Distributed training: True' in log and 'Epoch(val)' in log
     assert (work / 'epoch_1.pth').is_file()
+
+
+def test_benchmark_reports_tower_train_and_inference_throughput(capsys):
+    bench = _load_tool('benchmark')
+    rows = bench.main([str(REPO / 'configs/dualcoop/coco_p30.py'), '--batch-size', '2', '4',
+                       '--iters', '1', '--warmup', '0', '--device', 'cpu',
+                       '--num-classes', '5', '--cfg-options',
+                       *small_model_options()[:3], 'model.prompt_learner.num_classes=5'])
+    assert [r['batch'] for r in rows] == [2, 4]
+    for r in rows:
+        for key in ('tower', 'train', 'infer', 'train_ratio', 'infer_ratio', 'mem'):
+            assert math.isfinite(r[key]) and r[key] > 0, key
+    out = capsys.readouterr().out
+    assert 'train/tower' in out and 'infer/tower' in out and 'peak MB' in out
