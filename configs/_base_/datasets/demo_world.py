@@ -28,11 +28,14 @@ train_dataloader = dict(
         label_simulation=dict(type='PartialLabels', known_ratio=1.0, seed=0),
         pipeline=demo_train_pipeline),
 )
-val_dataloader = dict(
+eval_loader = dict(
     batch_size=100,
     num_workers=2,
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),
+)
+val_dataloader = dict(
+    **eval_loader,
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
@@ -45,10 +48,7 @@ val_evaluator = dict(type='MultiLabelRecognitionMetric')
 
 # The demo keeps validation (model selection) and test apart.
 test_dataloader = dict(
-    batch_size=100,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    **eval_loader,
     dataset=dict(
         type=dataset_type,
         data_root=data_root,
