@@ -15,8 +15,9 @@ model.backbone.update(
     pretrained='mlr_plugin://demo/mlr-demo-rn.safetensors',
     image_size=128)
 model.prompt_learner.num_classes = 20
-# The tiny CLIP learned a logit scale of ~17, not OpenAI CLIP's 100: at DualCoOp's fixed
-# 20 x 5 the pair-softmax saturates and nothing is learned, so match its temperature.
-model.head.update(spatial_scale=10.0, logit_scale=1.5)
+# The tiny CLIP learned a logit scale of ~13, not OpenAI CLIP's 100: at DualCoOp's fixed
+# 20 x 5 the pair-softmax saturates and nothing is learned, so spatial x logit = 7 x 2
+# matches its temperature as 20 x 5 matches OpenAI CLIP's.
+model.head.update(spatial_scale=7.0, logit_scale=2.0)
 train_dataloader.dataset.label_simulation.known_ratio = 0.1
 default_hooks.logger.interval = 10

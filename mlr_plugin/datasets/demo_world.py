@@ -312,7 +312,7 @@ def _dump_json(path: Path, obj: dict) -> None:
         json.dump(obj, f, separators=(',', ':'))
 
 
-def generate_demo_world(out_dir, seed: int = 0, num_train: int = 2000, num_val: int = 300,
+def generate_demo_world(out_dir, seed: int = 0, num_train: int = 8000, num_val: int = 300,
                         num_test: int = 500, image_size: int = 128,
                         overwrite: bool = False,
                         style: Optional[WorldStyle] = None) -> Path:
@@ -367,7 +367,7 @@ def main(argv=None):
         description='Generate the synthetic COCO-format demo world of mlr_plugin.')
     parser.add_argument('--out', default='data/demo_world', help='output folder')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--num-train', type=int, default=2000)
+    parser.add_argument('--num-train', type=int, default=8000)
     parser.add_argument('--num-val', type=int, default=300)
     parser.add_argument('--num-test', type=int, default=500)
     parser.add_argument('--image-size', type=int, default=128)

@@ -6,6 +6,9 @@
 Each row trains with tools/train.py (except the hand-crafted baseline, which has nothing
 to train), evaluates the final checkpoint on the demo world's *test* split with
 tools/test.py and reports mAP / CF1 / OF1 (zero-shot rows: on the 5 held-out classes).
+Two more rows score the same split with the shipped CLIP's own zero-shot classifier
+("a photo of a {}.", tiny_clip_eval.py): on the image embedding and, densely, max over
+locations; they rank images only, so they have mAP and no F1.
 """
 import argparse
 import importlib.util
@@ -37,10 +40,29 @@ def _tool(name):
     return module
 
 
+def _clip_zero_shot(data_root):
+    """tiny_clip_eval's metrics of the shipped demo CLIP on the test split."""
+    import sys
+
+    import open_clip
+
+    import mlr_plugin  # noqa: F401  (registers mlr-demo-rn)
+    sys.path.insert(0, osp.join(REPO, 'tools', 'demo'))
+    from tiny_clip_eval import evaluate_clip, load_demo_split
+    model = open_clip.create_model(
+        'mlr-demo-rn', pretrained=osp.join(REPO, 'mlr_plugin', 'demo', 'mlr-demo-rn.safetensors'))
+    return evaluate_clip(model, open_clip.get_tokenizer('mlr-demo-rn'),
+                         load_demo_split(data_root, 'test'), open_clip.OPENAI_DATASET_MEAN,
+                         open_clip.OPENAI_DATASET_STD)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo_table')
     parser.add_argument('--data-root', default='data/demo_world')
+    parser.add_argument('--only', nargs='+', metavar='CONFIG',
+                        help='rerun just these configs (e.g. dualcoop_pp_p10) and print their '
+                             'rows, without the CLIP zero-shot rows')
     args = parser.parse_args(argv)
     if not osp.isfile(osp.join(args.data_root, 'annotations', 'instances_train.json')):
         raise FileNotFoundError(f'no demo world at {args.data_root}: run python -m '
@@ -49,7 +71,12 @@ def main(argv=None):
     options = [f'{loader}.dataset.data_root={args.data_root}'
                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     results, trained = [], {}
-    for label, config, prefix in ROWS:
+    rows = [r for r in ROWS if not args.only
+            or osp.splitext(osp.basename(r[1]))[0] in args.only]
+    if not rows:
+        raise ValueError(f'--only {args.only}: no such demo config; choose from '
+                         f'{sorted({osp.splitext(osp.basename(r[1]))[0] for r in ROWS})}')
+    for label, config, prefix in rows:
         name = osp.splitext(osp.basename(config))[0]
         work = osp.join(args.work_dir, name)
         start = time.perf_counter()
@@ -65,6 +92,16 @@ def main(argv=None):
         seconds = time.perf_counter() - start
         results.append((label, metrics[f'{prefix}mAP'], metrics.get(f'{prefix}CF1'),
                         metrics.get(f'{prefix}OF1'), seconds))
+
+    if not args.only:
+        start = time.perf_counter()
+        clip_zero_shot = _clip_zero_shot(args.data_root)
+        seconds = time.perf_counter() - start
+        results[3:3] = [  # after the hand-crafted pos/neg row on all 20 classes
+            ('zero-shot CLIP, "a photo of a {}." on the image embedding, all 20 classes',
+             clip_zero_shot['zs_map_global'], None, None, seconds),
+            ('zero-shot CLIP, "a photo of a {}." max over locations (dense), all 20 classes',
+             clip_zero_shot['zs_map_dense'], None, None, seconds)]
 
     machine = (f'{platform.machine()} CPU, {torch.get_num_threads()} threads, '
                f'torch {torch.__version__}')

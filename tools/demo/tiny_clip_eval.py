@@ -35,8 +35,8 @@ def load_demo_split(data_root, split: str) -> Dict[str, object]:
     """Read one split of a COCO-format demo world with plain json + cv2.
 
     Returns a dict with ``images`` uint8 (N, S, S, 3) RGB, ``labels`` float (N, C) 0/1,
-    ``captions`` list of N lists of strings, ``class_names`` list of C strings (category
-    id order).
+    ``areas`` float (N, C) visible pixels of each class (0 when absent), ``captions`` list
+    of N lists of strings, ``class_names`` list of C strings (category id order).
     """
     root = Path(data_root)
     inst_file = root / 'annotations' / f'instances_{split}.json'
@@ -56,8 +56,11 @@ def load_demo_split(data_root, split: str) -> Dict[str, object]:
     img_index = {img['id']: i for i, img in enumerate(images)}
 
     labels = np.zeros((len(images), len(categories)), np.float32)
+    areas = np.zeros((len(images), len(categories)), np.float32)
     for ann in instances['annotations']:
-        labels[img_index[ann['image_id']], cat_index[ann['category_id']]] = 1
+        i, c = img_index[ann['image_id']], cat_index[ann['category_id']]
+        labels[i, c] = 1
+        areas[i, c] += ann['area']
     texts: List[List[str]] = [[] for _ in images]
     for ann in sorted(captions['annotations'], key=lambda a: a['id']):
         texts[img_index[ann['image_id']]].append(ann['caption'])
@@ -70,7 +73,7 @@ def load_demo_split(data_root, split: str) -> Dict[str, object]:
             raise FileNotFoundError(f'cannot read demo image {path}')
         pixels.append(bgr[:, :, ::-1])
     return dict(images=np.stack(pixels) if pixels else np.zeros((0, 1, 1, 3), np.uint8),
-                labels=labels, captions=texts,
+                labels=labels, areas=areas, captions=texts,
                 class_names=[c['name'] for c in categories])
 
 

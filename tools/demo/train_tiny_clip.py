@@ -1,17 +1,22 @@
-"""Pretrain the tiny demo CLIP (``mlr-demo-rn``) on the synthetic demo world, on CPU.
+"""Pretrain the tiny demo CLIP (``mlr-demo-rn``) on CPU, on its own corpus of the demo world.
 
-    python tools/demo/train_tiny_clip.py            # generates data/demo_world if missing
+    python tools/demo/train_tiny_clip.py   # generates data/demo_clip_corpus if missing
 
-Contrastive training (symmetric InfoNCE with open_clip's learnable logit_scale, AdamW,
-warmup + cosine, fixed seeds, <= 2 threads) on the train split's image-caption pairs.
-Each step pairs every image with one text: one of its 5 captions or, with probability
-``--subset-prob``, a caption naming a random subset of its objects; plus one hard negative
-per text (one object recoloured or reshaped). A text is positive for every image in the
-batch that shows all the classes it names (multi-positive InfoNCE; with one positive
-each it is CLIP's loss). Images get flips, small shifts and brightness jitter (never hue:
-colour is half of every class name). Then it saves fp16 safetensors atomically, reloads
-them with ``open_clip.create_model('mlr-demo-rn', pretrained=<file>)``, evaluates that on
-the val split (see tiny_clip_eval.py) and writes a JSON card next to the weights.
+The pretraining corpus is a separate world (``--corpus-seed 1``, 6000 images), not the
+demo world's train split: prompt learning later sees only 10% of the train labels, so
+the CLIP must not have seen captions of those images (they would be full labels).
+
+Its texts are web-style alt text, not label lists: a caption always names the image's
+most salient object (largest visible area) and each other object with probability
+``--mention-prob``. Loss: symmetric InfoNCE with open_clip's learnable logit_scale, where
+texts naming the same set of classes count as one caption (they are positives of each
+other's images, as identical captions would be). Each text also gets one hard negative
+(one object recoloured or reshaped) that only acts as a negative. Images get flips, small
+shifts and brightness jitter (never hue: colour is half of every class name). AdamW,
+warmup + cosine, fixed seeds, <= 2 threads. Then it saves fp16 safetensors atomically,
+reloads them with ``open_clip.create_model('mlr-demo-rn', pretrained=<file>)``, evaluates
+that on the demo world's val split (see tiny_clip_eval.py) and writes a JSON card next to
+the weights.
 """
 import argparse
 import hashlib
@@ -39,20 +44,25 @@ from tiny_clip_eval import evaluate_clip, load_demo_split  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--corpus', default=str(REPO_ROOT / 'data' / 'demo_clip_corpus'),
+                        help='pretraining corpus folder (generated if missing)')
+    parser.add_argument('--corpus-seed', type=int, default=1,
+                        help='world seed of the corpus; the demo world uses 0')
+    parser.add_argument('--corpus-images', type=int, default=6000)
     parser.add_argument('--data', default=str(REPO_ROOT / 'data' / 'demo_world'),
-                        help='demo world folder (generated with --data-seed if missing)')
+                        help='demo world whose val split is reported (generated if missing)')
     parser.add_argument('--data-seed', type=int, default=0)
     parser.add_argument('--model', default='mlr-demo-rn')
     parser.add_argument('--out', default=str(REPO_ROOT / 'mlr_plugin' / 'demo' /
                                              'mlr-demo-rn.safetensors'))
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--epochs', type=int, default=20)
+    parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument('--batch-size', type=int, default=64)
     parser.add_argument('--lr', type=float, default=2e-3)
     parser.add_argument('--weight-decay', type=float, default=0.1)
     parser.add_argument('--warmup-epochs', type=float, default=1.0)
-    parser.add_argument('--subset-prob', type=float, default=0.5,
-                        help='probability of a caption naming only some of the objects')
+    parser.add_argument('--mention-prob', type=float, default=0.35,
+                        help='probability that a caption names a non-salient object')
     parser.add_argument('--threads', type=int, default=2, help='torch threads (<= 2 here)')
     parser.add_argument('--eval-every', type=int, default=0,
                         help='also print val zero-shot mAP every N epochs (0: only at the end)')
@@ -111,41 +121,54 @@ def encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
     return x @ model.text_projection
 
 
-def sample_text_pair(captions: list, names: list, rng: np.random.RandomState,
-                     subset_prob: float):
-    """Draw one training text for an image and a hard negative of it.
+def sample_web_caption(salient_names: list, rng: np.random.RandomState,
+                       mention_prob: float):
+    """Draw one web-style training text for an image and a hard negative of it.
 
     Args:
-        captions: the image's captions (each names all its objects).
-        names: the image's class names, e.g. ``['red circle', 'blue star']``.
-        subset_prob: probability of captioning only a random proper subset of the objects
-            (when there are >= 2). Why: real captions mention some objects, and zero-shot
-            scores one class at a time; with full captions only, a 4-object image ends up
-            far from each single-object prompt.
+        salient_names: the image's class names, most salient (largest visible area)
+            first, e.g. ``['blue star', 'red circle']``.
+        mention_prob: probability that each non-salient object is named too. Why: alt
+            text describes what stands out, not every object, so the CLIP's global
+            embedding is biased to salient objects as real CLIP's is, and a text names
+            an image's full label set only sometimes.
 
     Returns:
-        (text, text_classes, negative, negative_classes): the negative changes one named
-        object's colour or shape to a class the image lacks (NegCLIP-style). Why: with
-        random in-batch negatives colour alone tells most images apart, so shapes and
-        which colour goes with which shape get almost no gradient.
+        (text, text_classes, negative, negative_classes): ``text`` names the salient
+        object and the drawn others, in random order, with a random caption template;
+        ``negative`` changes one named object's colour or shape to a class the image
+        lacks (NegCLIP-style). Why: with random in-batch negatives colour alone tells
+        most images apart, so shapes and which colour goes with which shape get almost
+        no gradient.
     """
-    if len(names) > 1 and rng.rand() < subset_prob:
-        keep = rng.choice(len(names), size=rng.randint(1, len(names)), replace=False)
-        named = [names[i] for i in sorted(keep)]
-        text = make_captions(named, rng, num=1)[0]
-    else:
-        named = list(names)
-        text = captions[rng.randint(len(captions))]
+    named = [salient_names[0]] + [n for n in salient_names[1:] if rng.rand() < mention_prob]
+    named = [named[i] for i in rng.permutation(len(named))]
+    text = make_captions(named, rng, num=1)[0]
     target = named[rng.randint(len(named))]
     colour, shape = target.split(' ')
-    swap_shape = [f'{colour} {s}' for s in DEMO_SHAPES if f'{colour} {s}' not in names]
-    swap_colour = [f'{c} {shape}' for c in DEMO_COLOURS if f'{c} {shape}' not in names]
+    swap_shape = [f'{colour} {s}' for s in DEMO_SHAPES
+                  if f'{colour} {s}' not in salient_names]
+    swap_colour = [f'{c} {shape}' for c in DEMO_COLOURS
+                   if f'{c} {shape}' not in salient_names]
     options = swap_shape if (rng.rand() < 0.5 and swap_shape) or not swap_colour \
         else swap_colour
     replacement = options[rng.randint(len(options))]
     negative = text.replace(target, replacement, 1)
     negative_named = [replacement if n == target else n for n in named]
     return text, named, negative, negative_named
+
+
+def same_caption_positives(image_texts: list, all_texts: list) -> torch.Tensor:
+    """(B, T) bool: image i is a positive of text t when t names the same set of classes
+    as image i's own text (B = len(image_texts); image i's own text is ``all_texts[i]``).
+
+    Why not "every image showing the named classes": that turns each text into a label
+    query over the batch, i.e. full supervision of every class named anywhere, which is
+    what the demo's partial-label methods are meant to do without.
+    """
+    own = [frozenset(names) for names in image_texts]
+    sets = [frozenset(names) for names in all_texts]
+    return torch.tensor([[o == t for t in sets] for o in own], dtype=torch.bool)
 
 
 def multi_positive_clip_loss(img_feat, txt_feat, positive, logit_scale):
@@ -179,10 +202,10 @@ def multi_positive_clip_loss(img_feat, txt_feat, positive, logit_scale):
 def train(model, tokenizer, data, args, mean, std, val_data=None):
     rng = np.random.RandomState(args.seed)
     images = torch.from_numpy(np.ascontiguousarray(data['images']))  # uint8 N,S,S,3
-    labels = torch.from_numpy(data['labels']).bool()  # (N, C)
-    class_index = {name: i for i, name in enumerate(data['class_names'])}
     num = len(images)
-    names = [[data['class_names'][c] for c in np.flatnonzero(row)] for row in data['labels']]
+    # class names by decreasing visible area: the first is the salient object
+    names = [[data['class_names'][c] for c in np.argsort(-row, kind='stable') if row[c] > 0]
+             for row in data['areas']]
     steps_per_epoch = num // args.batch_size  # drop the last partial batch
     total = steps_per_epoch * args.epochs
     warmup = int(args.warmup_epochs * steps_per_epoch)
@@ -203,15 +226,10 @@ def train(model, tokenizer, data, args, mean, std, val_data=None):
         losses = []
         for b in range(steps_per_epoch):
             idx = order[b * args.batch_size:(b + 1) * args.batch_size]
-            pairs = [sample_text_pair(data['captions'][i], names[i], rng, args.subset_prob)
-                     for i in idx]
+            pairs = [sample_web_caption(names[i], rng, args.mention_prob) for i in idx]
             texts = [p[0] for p in pairs] + [p[2] for p in pairs]
-            text_classes = torch.zeros(len(texts), labels.shape[1], dtype=torch.bool)
-            for t, named in enumerate([p[1] for p in pairs] + [p[3] for p in pairs]):
-                text_classes[t, [class_index[n] for n in named]] = True
-            batch_labels = labels[torch.from_numpy(idx)]
-            # image i matches text t when it shows every class t names
-            positive = ~(text_classes.unsqueeze(0) & ~batch_labels.unsqueeze(1)).any(-1)
+            positive = same_caption_positives(
+                [p[1] for p in pairs], [p[1] for p in pairs] + [p[3] for p in pairs])
 
             x = images[torch.from_numpy(idx)].permute(0, 3, 1, 2).float().div_(255)
             x = (augment(x, rng) - mean_t) / std_t
@@ -277,15 +295,21 @@ def main(argv=None):
     import mlr_plugin  # noqa: F401  (registers the mlr-demo-rn config)
     from mlr_plugin.datasets.demo_world import generate_demo_world
 
-    data_root = Path(args.data)
-    if not (data_root / 'annotations' / 'instances_train.json').is_file():
+    corpus_root, data_root = Path(args.corpus), Path(args.data)
+    if not (corpus_root / 'annotations' / 'instances_train.json').is_file():
+        print(f'generating the pretraining corpus into {corpus_root} (seed '
+              f'{args.corpus_seed}, {args.corpus_images} images)', flush=True)
+        generate_demo_world(corpus_root, seed=args.corpus_seed,
+                            num_train=args.corpus_images, num_val=0, num_test=0)
+    if not (data_root / 'annotations' / 'instances_val.json').is_file():
         print(f'generating the demo world into {data_root} (seed {args.data_seed})', flush=True)
         generate_demo_world(data_root, seed=args.data_seed)
     data_time = time.time() - wall_start
-    train_split = load_demo_split(data_root, 'train')
+    train_split = load_demo_split(corpus_root, 'train')
     val_split = load_demo_split(data_root, 'val')
-    print(f'train {len(train_split["labels"])} images, val {len(val_split["labels"])} images, '
-          f'{len(train_split["class_names"])} classes', flush=True)
+    print(f'corpus {len(train_split["labels"])} images, demo-world val '
+          f'{len(val_split["labels"])} images, {len(train_split["class_names"])} classes',
+          flush=True)
 
     model = open_clip.create_model(args.model, pretrained=None)
     tokenizer = open_clip.get_tokenizer(args.model)
@@ -309,23 +333,25 @@ def main(argv=None):
              'in mlr_plugin configs',
         preprocess=dict(image_size=128, mean=list(mean), std=list(std)),
         zero_shot_template='a photo of a {}.',
-        data=dict(generator='mlr_plugin.datasets.demo_world.generate_demo_world',
-                  seed=args.data_seed, train_images=len(train_split['labels']),
-                  val_images=len(val_split['labels']),
-                  captions_per_image=len(train_split['captions'][0]),
-                  classes=len(train_split['class_names']),
-                  instances_train_sha256=hashlib.sha256(
-                      (data_root / 'annotations' / 'instances_train.json').read_bytes()
-                  ).hexdigest()),
+        corpus=dict(generator='mlr_plugin.datasets.demo_world.generate_demo_world',
+                    seed=args.corpus_seed, images=len(train_split['labels']),
+                    classes=len(train_split['class_names']),
+                    captions='web-style, generated per step: the most salient object '
+                             f'always named, each other one with p={args.mention_prob}',
+                    instances_sha256=hashlib.sha256(
+                        (corpus_root / 'annotations' / 'instances_train.json').read_bytes()
+                    ).hexdigest()),
+        evaluation=dict(data=f'demo world seed {args.data_seed}, val split',
+                        images=len(val_split['labels'])),
         training=dict(seed=args.seed, epochs=args.epochs, steps=fit['steps'],
                       batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, warmup_epochs=args.warmup_epochs,
                       optimizer='AdamW(betas=(0.9, 0.98), eps=1e-6)',
                       schedule='linear warmup + cosine',
-                      loss='symmetric InfoNCE, multi-positive (class-set containment)',
+                      loss='symmetric InfoNCE; texts naming the same class set are '
+                           'positives of each other',
                       augmentation='h-flip, shift <= 8 px (reflect pad), brightness '
-                                   'x[0.85, 1.15]; captions naming a random subset of the '
-                                   f'objects with p={args.subset_prob}',
+                                   'x[0.85, 1.15]',
                       hard_negatives='one object recoloured or reshaped per text',
                       final_train_loss=round(fit['final_loss'], 4),
                       logit_scale=round(shipped.logit_scale.exp().item(), 2)),
@@ -336,7 +362,8 @@ def main(argv=None):
                      python=platform.python_version(), torch=torch.__version__,
                      open_clip=open_clip.__version__, threads=args.threads,
                      cpu_count=os.cpu_count()),
-        command='python tools/demo/train_tiny_clip.py ' + ' '.join(sys.argv[1:]),
+        command='python tools/demo/train_tiny_clip.py ' + ' '.join(
+            sys.argv[1:] if argv is None else argv),
     )
     write_json_atomic(card, out.with_suffix('.json'))
     print(f'saved {out} ({out.stat().st_size / 2**20:.1f} MiB) and its card '

@@ -1,5 +1,5 @@
 # The embedded demo world: 20 classes of coloured shapes, COCO format, 128 px images,
-# train 2000 / val 300 / test 500. Generate it first (deterministic, ~20 s):
+# train 8000 / val 300 / test 500. Generate it first (deterministic, ~40 s):
 #   python -m mlr_plugin.datasets.demo_world --out data/demo_world
 dataset_type = 'CocoMultiLabel'
 data_root = 'data/demo_world'
