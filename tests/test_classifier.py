@@ -26,15 +26,6 @@ GT = torch.tensor([[1., 0., -1., 0., 1.],
                    [-1., 0., 1., 0., -1.]])
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dualcoop_cfg(num_classes=len(NAMES), class_specific=True, n_ctx=4, names=NAMES, **kwargs):
     return dict(type='CLIPPromptClassifier', backbone=dict(TINY_BACKBONE),
                 prompt_learner=dict(type='LearnablePrompts', prompt_names=('pos', 'neg'),

@@ -33,15 +33,6 @@ test_dataloader = dict(dataset=dict(pipeline={PIPELINE!r}))
 """
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def no_default_scope(monkeypatch):
     """No mmengine default scope, as in a fresh process (other tests create one)."""
