@@ -53,8 +53,11 @@ def test_resnet_dense_matches_per_location_loop(rn, with_mean_token, with_pos_em
     with torch.no_grad():
         feat = layer4(rn, x)  # (B, W, h, w)
     batch, _, h, w = feat.shape
-    expected_len = h * w + int(with_mean_token)
-    assert out['dense'].shape == (batch, expected_len, rn.embed_dim)
+    # the features contract: the grid row-major in 'dense', the mean token apart
+    assert out['dense'].shape == (batch, h * w, rn.embed_dim) and out['grid'] == (h, w)
+    assert ('prefix_tokens' in out) == with_mean_token
+    tokens = torch.cat([out['prefix_tokens'], out['dense']], 1) if with_mean_token \
+        else out['dense']
     for b in range(batch):
         vectors = []  # (input vector, pos-embed row) in token order
         if with_mean_token:
@@ -67,7 +70,7 @@ def test_resnet_dense_matches_per_location_loop(rn, with_mean_token, with_pos_em
                 vec = vec + pos_row
             v = w_v @ vec + b_v
             expected = w_c @ v + b_c
-            torch.testing.assert_close(out['dense'][b, token], expected, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(tokens[b, token], expected, atol=1e-5, rtol=1e-4)
 
 
 def test_resnet_global_feat_is_clip_image_embedding(rn):
@@ -155,7 +158,7 @@ def test_resize_at_native_size_is_identity():
         resize_grid_pos_embed(pos, (6, 6), (7, 7))
 
 
-@pytest.mark.parametrize('model_name,tokens', [(TINY_RN, 3 * 3 + 1), (TINY_VIT, 6 * 6)])
+@pytest.mark.parametrize('model_name,tokens', [(TINY_RN, 3 * 3), (TINY_VIT, 6 * 6)])
 def test_image_size_override(model_name, tokens):
     native = build(model_name)
     big = build(model_name, image_size=96)
@@ -187,7 +190,8 @@ def test_image_size_must_fit_the_stride():
 
 def test_resnet_without_mean_token_has_hw_tokens():
     backbone = build(TINY_RN, image_size=96, with_mean_token=False, with_pos_embed=False)
-    assert backbone(images(96))['dense'].shape == (2, 9, backbone.embed_dim)
+    out = backbone(images(96))
+    assert out['dense'].shape == (2, 9, backbone.embed_dim) and 'prefix_tokens' not in out
 
 
 # ------------------------------------------------------------------ frozen
@@ -202,7 +206,8 @@ def test_frozen_tower_builds_no_graph(name, rn, vit):
     x = images().requires_grad_(True)
     out = backbone(x)
     for value in out.values():
-        assert not value.requires_grad and value.grad_fn is None
+        if torch.is_tensor(value):
+            assert not value.requires_grad and value.grad_fn is None
     for key, value in stats.items():  # BatchNorm statistics did not move in train mode
         assert torch.equal(backbone.state_dict()[key], value)
 
@@ -371,3 +376,43 @@ def test_registered_in_mmpretrain_models():
     from mmpretrain.registry import MODELS
     backbone = MODELS.build(dict(type='OpenCLIPBackbone', model_name=TINY_RN))
     assert isinstance(backbone, OpenCLIPBackbone) and backbone.is_resnet
+
+
+# ------------------------------------------------------------------ features contract
+@pytest.mark.parametrize('name,size,mean_token,grid', [
+    (TINY_RN, 64, True, (2, 2)), (TINY_RN, 96, False, (3, 3)), (TINY_RN, 128, True, (4, 4)),
+    (TINY_VIT, 64, False, (4, 4)), (TINY_VIT, 96, False, (6, 6))])
+def test_grid_is_the_dense_layout(name, size, mean_token, grid):
+    """``grid`` (h, w) describes ``dense`` exactly, whatever the backbone's switches:
+    ``dense[:, i * w + j]`` is location (i, j); pooled tokens travel apart."""
+    kwargs = dict(with_mean_token=mean_token) if name == TINY_RN else {}
+    backbone = build(name, image_size=size, **kwargs)
+    out = backbone(images(size))
+    h, w = grid
+    assert out['grid'] == grid and out['dense'].shape[1] == h * w
+    assert ('prefix_tokens' in out) == mean_token
+    if name == TINY_RN:  # location (i, j) is layer4's pixel (i, j), row-major
+        with torch.no_grad():
+            feat = layer4(backbone, images(size))
+        assert feat.shape[-2:] == grid
+
+
+def test_teacher_is_the_frozen_original_tower():
+    """``with_teacher``: the teacher's global feature is the untouched tower's, before
+    and after the student's tail has trained, and it never gets a gradient."""
+    student = build(TINY_VIT, trainable_vision_blocks=1, with_teacher=True)
+    reference = build(TINY_VIT)
+    x = images()
+    out = student(x)
+    torch.testing.assert_close(out['teacher_global_feat'], reference(x)['global_feat'])
+    torch.testing.assert_close(out['global_feat'], out['teacher_global_feat'])
+    assert not out['teacher_global_feat'].requires_grad
+    assert not any(p.requires_grad for p in student.teacher_tail.parameters())
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1.0)
+    out['global_feat'].pow(2).sum().backward()
+    optimizer.step()
+    after = student(x)
+    assert not torch.allclose(after['global_feat'], out['global_feat'])
+    torch.testing.assert_close(after['teacher_global_feat'], reference(x)['global_feat'])
+    with pytest.raises(ValueError, match='trainable_vision_blocks'):
+        build(TINY_VIT, with_teacher=True)

@@ -57,7 +57,9 @@ def demo_features(root):
                      data_samples=[it['data_samples'] for it in items]), False)
             with torch.no_grad():
                 chunks.append(model.extract_feat(data['inputs']))
-        out[split] = dict(feats={k: torch.cat([c[k] for c in chunks]) for k in chunks[0]},
+        # tensors only: the grid (h, w) is the same for every image
+        out[split] = dict(feats={k: torch.cat([c[k] for c in chunks]) for k in chunks[0]
+                                 if torch.is_tensor(chunks[0][k])},
                           labels=torch.from_numpy(ds.get_label_matrix()),
                           classes=ds.metainfo['classes'])
     return out
@@ -78,7 +80,7 @@ def train_contexts(model, feats, gt, steps=300, lr=0.01, batch=32):
     for _ in range(steps):
         idx = torch.from_numpy(rng.choice(len(gt), batch, replace=False))
         out = model.head({k: v[idx] for k, v in feats.items()}, model.encode_classes())
-        loss = model.head.loss(out, gt[idx])['loss_asl']
+        loss = model.head.compute_loss(out, gt[idx])['loss_asl']
         optim.zero_grad()
         loss.backward()
         optim.step()
@@ -93,7 +95,7 @@ def handcrafted_zero_shot_scores(feats, classes):
     text = torch.nn.functional.normalize(
         model.backbone.encode_text([f'a photo of a {c}.' for c in classes]).float(), dim=-1)
     return dict(global_=feats['global_feat'] @ text.T,
-                dense=torch.einsum('bld,cd->bcl', feats['dense'][:, 1:], text).amax(-1))
+                dense=torch.einsum('bld,cd->bcl', feats['dense'], text).amax(-1))
 
 
 def test_dualcoop_at_10_percent_beats_handcrafted_zero_shot(features):

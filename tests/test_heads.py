@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
 
-from mlr_plugin.models.heads import (DualCoOpHead, DualCoOpPlusPlusHead,
+from mlr_plugin.models.heads import (BaseSingleLogitHead, DualCoOpHead, DualCoOpPlusPlusHead,
                                      class_specific_region_aggregation,
                                      evidence_guided_aggregation, winner_take_all)
 
@@ -125,7 +126,7 @@ def test_dualcoop_head_loss_and_registry():
     assert isinstance(head, DualCoOpHead) and head.prompt_names == ('pos', 'neg')
     out = head(feats, text)
     gt = torch.tensor([[1, 0, -1, 1], [-1, -1, 0, 1]])
-    losses = head.loss(out, gt)
+    losses = head.compute_loss(out, gt)
     expected = MODELS.build(dict(type='PairSoftmaxASL', loss_weight=0.03))(
         out['pos_logit'], out['neg_logit'], gt)
     assert set(losses) == {'loss_asl'}
@@ -215,7 +216,7 @@ def test_log_temperature_is_learned_map_scale_is_not():
 
     feats, text = _inputs(7, dtype=torch.float32)
     gt = torch.tensor([[1, 0, -1, 0], [0, 1, 1, -1]])
-    losses = head.loss(head(feats, text), gt)
+    losses = head.compute_loss(head(feats, text), gt)
     losses['loss_asl'].backward()
     assert head.log_temperature.grad is not None and head.log_temperature.grad != 0
     # DualCoOp++ default: sum x 0.02.
@@ -247,3 +248,86 @@ def test_bad_inputs_raise_clear_errors():
         head(feats, bad)
     with pytest.raises(ValueError, match='text\\["pos"\\]'):
         DualCoOpHead()(feats, dict(pos=text['pos'][:, :3], neg=text['neg']))
+
+
+# ---------------------------------------------------------------- heads own loss/predict
+class _GlobalDotHead(BaseSingleLogitHead):
+    """A minimal single-logit head for the base-class tests: 10 * cos(global, t_c)."""
+    prompt_names = ('pos', )
+
+    def forward(self, feats, text):
+        self.check_inputs(feats, text)
+        return dict(logit=10.0 * feats['global_feat'] @ text['pos'].t())
+
+
+def _samples(gt):
+    return [DataSample().set_gt_score(row) for row in gt]
+
+
+def test_predict_with_thr_and_topk():
+    feats, text = _inputs(seed=3, names=('pos', 'neg'))
+    outputs = DualCoOpHead()(feats, text)
+    scores = DualCoOpHead().predict_scores(outputs).float()  # predict() reports fp32
+    for thr in (0.3, 0.5, 0.7):
+        samples = DualCoOpHead(thr=thr).predict(feats, text)
+        for b, sample in enumerate(samples):
+            assert torch.equal(sample.pred_score, scores[b])
+            assert sample.pred_label.tolist() == [c for c in range(C) if scores[b, c] > thr]
+    for k in (1, 2, 4):
+        for b, sample in enumerate(DualCoOpHead(topk=k).predict(feats, text)):
+            ranked = sorted(range(C), key=lambda c: (-float(scores[b, c]), c))
+            assert sample.pred_label.tolist() == ranked[:k]
+    with pytest.raises(ValueError, match='not both'):
+        DualCoOpHead(thr=0.5, topk=2)
+    with pytest.raises(ValueError, match='topk'):
+        DualCoOpHead(topk=0)
+
+
+def test_topk_breaks_ties_by_class_index():
+    head = _GlobalDotHead(topk=2, score_activation='none')
+    feats = dict(dense=torch.zeros(1, 1, 2), global_feat=torch.tensor([[1.0, 0.0]]))
+    text = dict(pos=torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]]))
+    assert head.predict(feats, text)[0].pred_label.tolist() == [1, 2]
+
+
+def test_single_logit_head_base_scores_and_loss():
+    feats, text = _inputs(seed=4, names=('pos', ))
+    gt = torch.tensor([[1., 0., -1., 0.], [0., -1., 1., 1.]])
+    head = _GlobalDotHead()
+    logit = 10.0 * feats['global_feat'] @ text['pos'].t()
+    sample = head.predict(feats, text)[1]
+    torch.testing.assert_close(sample.pred_score, torch.sigmoid(logit[1]).float())
+    assert sample.pred_label.tolist() == [c for c in range(C) if logit[1, c] > 0]
+    losses = head.loss(feats, text, _samples(gt))
+    assert list(losses) == ['loss_asl']
+    expected = MODELS.build(dict(type='PartialSigmoidASL'))(logit, gt)
+    torch.testing.assert_close(losses['loss_asl'], expected)
+    raw = _GlobalDotHead(score_activation='none', loss_name='loss_rank', topk=1)
+    torch.testing.assert_close(raw.predict_scores(raw(feats, text)), logit)
+    with pytest.raises(ValueError, match='loss_'):
+        _GlobalDotHead(loss_name='asl')
+
+
+def test_head_loss_uses_the_classes_of_the_step():
+    """``class_indices`` picks the label columns that match the encoded classes."""
+    feats, text = _inputs(seed=5, names=('pos', 'neg'))
+    gt = torch.tensor([[1., 0., -1., 0., 1., 0.], [0., -1., 1., 1., 0., 0.]])
+    index = torch.tensor([0, 2, 3, 5])  # text has C = 4 rows: these classes
+    head = DualCoOpHead()
+    losses = head.loss(feats, text, _samples(gt), class_indices=index)
+    expected = head.compute_loss(head(feats, text), gt[:, index])
+    torch.testing.assert_close(losses['loss_asl'], expected['loss_asl'])
+    with pytest.raises(ValueError, match='gt_score has 6 classes but 4'):
+        head.loss(feats, text, _samples(gt))
+
+
+def test_pooling_covers_prefix_tokens_then_the_grid():
+    """The DualCoOp head pools over the mean token and the grid alike: splitting one
+    token sequence into ``prefix_tokens`` + ``dense`` changes nothing."""
+    feats, text = _inputs(seed=6, names=('evidence', 'pos', 'neg'))
+    split = dict(prefix_tokens=feats['dense'][:, :1], dense=feats['dense'][:, 1:],
+                 global_feat=feats['global_feat'])
+    for head in (DualCoOpHead(), DualCoOpPlusPlusHead()):
+        whole, parts = head(feats, text), head(split, text)
+        for key in ('pos_logit', 'neg_logit', 'attention'):
+            torch.testing.assert_close(whole[key], parts[key])

@@ -14,7 +14,7 @@ from mmengine.runner.checkpoint import save_checkpoint
 from mmpretrain.registry import MODELS
 
 from mlr_plugin.apis import MultiLabelInferencer
-from mlr_plugin.models.classifier import CLIP_MEAN, CLIP_STD
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NAMES = ['cat', 'dog', 'traffic light', 'bus']
@@ -77,7 +77,9 @@ def plain_scores(model, path, names):
     rgb = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
     rgb = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_LINEAR)
     x = torch.from_numpy(rgb).permute(2, 0, 1).float()
-    x = (x - torch.tensor(CLIP_MEAN).view(3, 1, 1)) / torch.tensor(CLIP_STD).view(3, 1, 1)
+    mean = 255 * torch.tensor(OPENAI_DATASET_MEAN).view(3, 1, 1)
+    std = 255 * torch.tensor(OPENAI_DATASET_STD).view(3, 1, 1)
+    x = (x - mean) / std
     model.set_class_names(names)
     return model.predict(x[None])[0].pred_score
 

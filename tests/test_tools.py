@@ -1,8 +1,10 @@
 """tools/train.py, tools/test.py and tools/infer.py end to end on generated data in the
 real COCO and NUS-WIDE formats, with a tiny random CLIP (nothing downloaded)."""
+import functools
 import importlib.util
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,14 @@ def world(tmp_path_factory):
     return root
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on now (a fixed one collides with parallel runs)."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def coco_options(root):
     """The --cfg-options a user passes to run a COCO config on other data and a tiny
     CLIP (README: 'Run a config on your own data / another backbone')."""
@@ -45,8 +55,22 @@ def coco_options(root):
     return opts + small_model_options()
 
 
+@functools.lru_cache(maxsize=None)
+def tiny_clip_weights() -> str:
+    """A fixed random mlr-tiny-rn CLIP saved as a weights file: training, testing and
+    inference must load the same frozen weights (checkpoints check them by digest)."""
+    from mlr_plugin.models.clip import OpenCLIPBackbone
+    path = Path(tempfile.mkdtemp(prefix='mlr_tiny_clip_')) / 'mlr-tiny-rn.pt'
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        clip = OpenCLIPBackbone('mlr-tiny-rn', pretrained=None).clip
+    torch.save(clip.state_dict(), path)
+    return str(path)
+
+
 def small_model_options():
-    return ['model.backbone.model_name=mlr-tiny-rn', 'model.backbone.pretrained=None',
+    return ['model.backbone.model_name=mlr-tiny-rn',
+            f'model.backbone.pretrained={tiny_clip_weights()}',
             f'model.backbone.image_size={SIZE}',
             f'train_dataloader.dataset.pipeline.0.target_size={SIZE}',
             f'train_dataloader.dataset.pipeline.1.scale={SIZE}',
@@ -70,7 +94,7 @@ def test_train_resume_test_infer_partial_labels(world, tmp_path, capsys):
     known = (first_labels != -1).mean()
     assert 0.1 < known < 0.5  # 30% of 24 x 20 entries, within sampling error
     ckpt = torch.load(work / 'epoch_2.pth', weights_only=True, map_location='cpu')
-    assert set(ckpt['state_dict']) == {'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos',
+    assert set(ckpt['state_dict']) - {'_extra_state'} == {'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos',
                                        'prompt_learner.ctx_neg', 'head.log_temperature'}
     assert ckpt['meta']['dataset_meta']['classes'] == DEMO_CLASSES
     assert (work / 'best_mAP_epoch_1.pth').is_file() or \
@@ -220,7 +244,7 @@ def test_dist_train_two_cpu_processes(world, tmp_path):
     import sys
     work = tmp_path / 'work'
     env = dict(os.environ, PATH=f'{Path(sys.executable).parent}:{os.environ["PATH"]}',
-               PORT='29517', OMP_NUM_THREADS='1')
+               PORT=str(free_port()), OMP_NUM_THREADS='1')
     opts = coco_options(world) + ['model.prompt_learner.num_classes=20',
                                   'train_dataloader.dataset.pipeline.4.shape=32',
                                   'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1',

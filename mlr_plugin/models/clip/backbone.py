@@ -2,6 +2,7 @@
 
 See docs/METHODS.md 0.1 (dense features) and 0.2 (prompt encoding).
 """
+import copy
 import logging
 from contextlib import contextmanager, nullcontext
 from typing import Dict, Optional, Sequence, Tuple, Union
@@ -68,6 +69,10 @@ class OpenCLIPBackbone(nn.Module):
         cache_dir: open_clip download cache (also where tags are looked for).
         trainable_vision_blocks: k > 0 (ViT only, MKT): the last k blocks, ``ln_post``
             and ``proj`` train and run with grad; everything else stays frozen.
+        with_teacher: also return ``teacher_global_feat``, the image embedding of the
+            frozen original tower (ViT with ``trainable_vision_blocks`` > 0: a frozen copy
+            of the trainable tail runs on the shared frozen prefix, so the teacher costs
+            only k extra blocks).
         precision: open_clip precision ('fp32', 'fp16', 'bf16', 'pure_bf16', ...). Keep
             'fp32' and use ``torch.autocast`` for mixed precision.
         allow_download: let open_clip download a tag that is not cached (needs internet).
@@ -85,6 +90,7 @@ class OpenCLIPBackbone(nn.Module):
                  with_pos_embed: bool = True,
                  cache_dir: Optional[str] = None,
                  trainable_vision_blocks: int = 0,
+                 with_teacher: bool = False,
                  precision: str = 'fp32',
                  allow_download: bool = False):
         super().__init__()
@@ -139,6 +145,9 @@ class OpenCLIPBackbone(nn.Module):
 
         self._resize_image_input(image_size)
         self.trainable_vision_blocks = int(trainable_vision_blocks)
+        self.with_teacher = bool(with_teacher)
+        if self.with_teacher:
+            self._build_teacher_tail()
         self._unfreeze_vision_blocks(self.trainable_vision_blocks)
         self.train()
 
@@ -184,6 +193,21 @@ class OpenCLIPBackbone(nn.Module):
         self.feat_grid = new_grid
         self._input_hw = target
 
+    def _build_teacher_tail(self):
+        """Frozen copies of the parts that will train, taken before they train."""
+        if self.trainable_vision_blocks <= 0:
+            raise ValueError('with_teacher=True needs trainable_vision_blocks > 0: with a '
+                             'fully frozen tower the teacher would equal the student')
+        if self.is_resnet:
+            raise NotImplementedError('with_teacher is for ViT towers (MKT)')
+        visual = self.clip.visual
+        self.teacher_tail = nn.ModuleDict(dict(
+            blocks=copy.deepcopy(visual.transformer.resblocks[-self.trainable_vision_blocks:]),
+            ln_post=copy.deepcopy(visual.ln_post)))
+        self.teacher_tail.register_parameter(
+            'proj', nn.Parameter(visual.proj.detach().clone(), requires_grad=False))
+        self.teacher_tail.requires_grad_(False)
+
     def _trainable_vision_modules(self):
         if self.trainable_vision_blocks <= 0:
             return []
@@ -210,22 +234,27 @@ class OpenCLIPBackbone(nn.Module):
         """Frozen parts stay in eval mode (BatchNorm statistics never update)."""
         super().train(mode)
         self.clip.eval()
+        if self.with_teacher:
+            self.teacher_tail.eval()
         for module in self._trainable_vision_modules():
             module.train(mode)
         return self
 
     # ------------------------------------------------------------------ image
     def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """Dense and global image features, not L2-normalised.
+        """Image features, not L2-normalised (the features contract every head reads).
 
         Args:
             images: ``(B, 3, S, S)``, already normalised with ``image_mean/std``.
         Returns:
-            dict(dense=(B, L, D), global_feat=(B, D)).
-            ResNet: ``L = h*w (+1)`` with ``h = S/32``; with ``with_mean_token`` the mean
-            token's value projection is ``dense[:, 0]``; ``global_feat`` is CLIP's
-            attention-pool image embedding. ViT: ``L = (S/patch)^2`` patch tokens;
-            ``global_feat`` is the class token (CLIP's image embedding).
+            dict with
+            - ``dense`` (B, h*w, D): one token per grid location, row-major;
+            - ``grid`` (h, w): ``h = S/32`` (ResNet) or ``S/patch`` (ViT);
+            - ``global_feat`` (B, D): CLIP's image embedding (ResNet attention pool, ViT
+              class token);
+            - ``prefix_tokens`` (B, 1, D), ResNet with ``with_mean_token`` only: the value
+              projection of the spatial-mean token;
+            - ``teacher_global_feat`` (B, D) with ``with_teacher``.
         """
         if tuple(images.shape[-2:]) != self._input_hw:
             raise ValueError(f'images are {tuple(images.shape[-2:])} but the backbone was built '
@@ -241,8 +270,11 @@ class OpenCLIPBackbone(nn.Module):
             feat = visual.stem(images)
             feat = visual.layer4(visual.layer3(visual.layer2(visual.layer1(feat))))
             global_feat = visual.attnpool(feat)
-            dense = self.resnet_dense_features(feat)
-        return dict(dense=dense, global_feat=global_feat)
+            tokens = self.resnet_dense_features(feat)
+        out = dict(dense=tokens, grid=self.feat_grid, global_feat=global_feat)
+        if self.with_mean_token:
+            out.update(prefix_tokens=tokens[:, :1], dense=tokens[:, 1:])
+        return out
 
     def resnet_dense_features(self, feat: torch.Tensor) -> torch.Tensor:
         """METHODS 0.1: ``c_proj(v_proj(tokens [+ pos]))`` per location, no q/k attention.
@@ -277,20 +309,37 @@ class OpenCLIPBackbone(nn.Module):
                 x = x.transpose(0, 1)
             for block in blocks[:num_frozen]:
                 x = block(x)
+            teacher = self._teacher_global(x) if self.with_teacher else None
         with torch.set_grad_enabled(torch.is_grad_enabled() and num_frozen < len(blocks)):
             for block in blocks[num_frozen:]:
                 x = block(x)
             if not batch_first:
                 x = x.transpose(0, 1)
-            tokens = visual.ln_post(x)  # ln_post on ALL tokens, then proj
-            dense = tokens[:, 1:] @ visual.proj
-            if visual.final_ln_after_pool:
-                pooled = visual.ln_post(x[:, 0] if visual.pool_type == 'tok'
-                                        else x[:, 1:].mean(dim=1))
-            else:
-                pooled = tokens[:, 0] if visual.pool_type == 'tok' else tokens[:, 1:].mean(dim=1)
-            global_feat = pooled @ visual.proj
-        return dict(dense=dense, global_feat=global_feat)
+            dense, global_feat = self._vit_head(x, visual.ln_post, visual.proj)
+        out = dict(dense=dense, grid=self.feat_grid, global_feat=global_feat)
+        if teacher is not None:
+            out['teacher_global_feat'] = teacher
+        return out
+
+    def _vit_head(self, x, ln_post, proj):
+        """Tokens (B, 1 + hw, width) -> (dense (B, hw, D), global (B, D))."""
+        visual = self.clip.visual
+        tokens = ln_post(x)  # ln_post on ALL tokens, then proj
+        dense = tokens[:, 1:] @ proj
+        if visual.final_ln_after_pool:
+            pooled = ln_post(x[:, 0] if visual.pool_type == 'tok' else x[:, 1:].mean(dim=1))
+        else:
+            pooled = tokens[:, 0] if visual.pool_type == 'tok' else tokens[:, 1:].mean(dim=1)
+        return dense, pooled @ proj
+
+    def _teacher_global(self, x):
+        """The frozen original tail on the shared frozen prefix (sequence-first if the
+        transformer is)."""
+        for block in self.teacher_tail['blocks']:
+            x = block(x)
+        if not getattr(self.clip.visual.transformer, 'batch_first', True):
+            x = x.transpose(0, 1)
+        return self._vit_head(x, self.teacher_tail['ln_post'], self.teacher_tail.proj)[1]
 
     # ------------------------------------------------------------------ text
     @property

@@ -20,6 +20,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 PACKAGE_SCHEME = 'mlr_plugin://'
+# mlr_plugin/ itself, found from this file (mlr_plugin/models/clip/pretrained.py) so that
+# resolving package data never imports (and registers) the whole package.
+_PACKAGE_DIR = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 WEIGHT_SUFFIXES = ('.pt', '.pth', '.bin', '.safetensors', '.ckpt')
 # Keys OpenAI's TorchScript archives carry that are not model weights.
 _OPENAI_EXTRA_KEYS = ('input_resolution', 'context_length', 'vocab_size')
@@ -41,9 +44,7 @@ def resolve_package_path(path: str) -> str:
     """``mlr_plugin://demo/x.safetensors`` -> ``<package dir>/demo/x.safetensors``."""
     if not path.startswith(PACKAGE_SCHEME):
         return path
-    import mlr_plugin
-    package_dir = osp.dirname(osp.abspath(mlr_plugin.__file__))
-    return osp.join(package_dir, path[len(PACKAGE_SCHEME):])
+    return osp.join(_PACKAGE_DIR, path[len(PACKAGE_SCHEME):])
 
 
 def _looks_like_path(value: str) -> bool:

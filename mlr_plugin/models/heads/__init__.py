@@ -1,12 +1,12 @@
-from .aggregation import (class_specific_region_aggregation, dense_text_similarity,
-                          evidence_attention, evidence_guided_aggregation,
-                          spatial_softmax, winner_take_all)
-from .base_pair_head import BasePairLogitHead
-from .dualcoop import DualCoOpHead
-from .dualcoop_pp import DualCoOpPlusPlusHead
+from .aggregation import dense_text_similarity, spatial_softmax
+from .base_head import BasePairLogitHead, BasePromptHead, BaseSingleLogitHead
+from .dualcoop import DualCoOpHead, class_specific_region_aggregation
+from .dualcoop_pp import (DualCoOpPlusPlusHead, evidence_attention,
+                          evidence_guided_aggregation, winner_take_all)
 
 __all__ = [
-    'BasePairLogitHead', 'DualCoOpHead', 'DualCoOpPlusPlusHead',
-    'class_specific_region_aggregation', 'dense_text_similarity', 'evidence_attention',
-    'evidence_guided_aggregation', 'spatial_softmax', 'winner_take_all'
+    'BasePromptHead', 'BasePairLogitHead', 'BaseSingleLogitHead', 'DualCoOpHead',
+    'DualCoOpPlusPlusHead', 'class_specific_region_aggregation', 'dense_text_similarity',
+    'evidence_attention', 'evidence_guided_aggregation', 'spatial_softmax',
+    'winner_take_all'
 ]

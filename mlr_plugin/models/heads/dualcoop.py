@@ -1,12 +1,38 @@
-"""DualCoOp head (METHODS.md section 1): class-specific region aggregation."""
-from typing import Dict, Union
+"""DualCoOp head (docs/methods.md section 1): class-specific region aggregation."""
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .aggregation import class_specific_region_aggregation, dense_text_similarity
-from .base_pair_head import BasePairLogitHead
+from .aggregation import at_least_fp32, check_maps, dense_text_similarity, spatial_softmax
+from .base_head import BasePairLogitHead, all_tokens
+
+
+def class_specific_region_aggregation(sim_pos: torch.Tensor, sim_neg: torch.Tensor,
+                                      spatial_scale: float, logit_scale: float,
+                                      return_weights: bool = False):
+    """DualCoOp's class-specific region aggregation.
+
+    ``s± = spatial_scale * sim±``, ``w = softmax_j(s+)``,
+    ``l± = logit_scale * sum_j w * s±`` (the positive map picks the regions for both).
+
+    Args:
+        sim_pos, sim_neg: (B, C, L) cosines with the positive / negative prompts.
+        return_weights: also return ``w`` (B, C, L), e.g. for heatmaps.
+
+    Returns:
+        ``(pos_logit, neg_logit)`` each (B, C), plus ``w`` when ``return_weights``.
+    """
+    check_maps(sim_pos=sim_pos, sim_neg=sim_neg)
+    score_pos = spatial_scale * at_least_fp32(sim_pos)
+    score_neg = spatial_scale * at_least_fp32(sim_neg)
+    weights = spatial_softmax(score_pos)
+    pos_logit = logit_scale * (weights * score_pos).sum(dim=-1)
+    neg_logit = logit_scale * (weights * score_neg).sum(dim=-1)
+    if return_weights:
+        return pos_logit, neg_logit, weights
+    return pos_logit, neg_logit
 
 
 @MODELS.register_module()
@@ -15,32 +41,34 @@ class DualCoOpHead(BasePairLogitHead):
 
     ``s± = spatial_scale * cos(x_j, t±_c)``, ``w = softmax_j(s+)``,
     ``l± = logit_scale * sum_j w s±``. Works unchanged with fixed hand-crafted prompts
-    (the zero-shot baseline).
+    (the zero-shot baseline). Pools over every token the backbone gives: its prefix
+    tokens (the ResNet's mean token when switched on) and the grid.
 
     Args:
         spatial_scale: scale of cosines before the spatial softmax (20).
         logit_scale: extra scale of the pooled logits (5; 20 * 5 = CLIP's 100).
-        loss: pair loss config.
+        loss: pair loss config (DualCoOp: ASL with eps 1e-6, summed).
+        thr / topk: prediction rule (default: ``p+ > 0.5``).
 
-    Inputs to ``forward``: ``feats['dense']`` (B, L, D) and ``text['pos']``,
-    ``text['neg']`` (C, D), all L2-normalised. Outputs: ``pos_logit``, ``neg_logit``
-    (B, C) and ``attention`` (B, C, L), the spatial weights ``w``.
+    Outputs of ``forward``: ``pos_logit``, ``neg_logit`` (B, C) and ``attention``
+    (B, C, L), the spatial weights ``w`` (prefix tokens first, then the grid row-major).
     """
 
     prompt_names = ('pos', 'neg')
 
     def __init__(self, spatial_scale: float = 20.0, logit_scale: float = 5.0,
-                 loss: Union[dict, nn.Module] = dict(type='PairSoftmaxASL'),
-                 init_cfg=None):
-        super().__init__(loss=loss, init_cfg=init_cfg)
+                 loss: Union[dict, nn.Module] = dict(type='PairSoftmaxASL', eps=1e-6),
+                 thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
+        super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
         self.spatial_scale = float(spatial_scale)
         self.logit_scale = float(logit_scale)
 
     def forward(self, feats: Dict[str, torch.Tensor],
                 text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        dense = self._check_inputs(feats, text)
-        sim_pos = dense_text_similarity(dense, text['pos'])
-        sim_neg = dense_text_similarity(dense, text['neg'])
+        self.check_inputs(feats, text)
+        tokens = all_tokens(feats)
+        sim_pos = dense_text_similarity(tokens, text['pos'])
+        sim_neg = dense_text_similarity(tokens, text['neg'])
         pos_logit, neg_logit, weights = class_specific_region_aggregation(
             sim_pos, sim_neg, self.spatial_scale, self.logit_scale, return_weights=True)
         return dict(pos_logit=pos_logit, neg_logit=neg_logit, attention=weights)

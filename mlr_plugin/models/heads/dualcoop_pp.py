@@ -1,14 +1,75 @@
-"""DualCoOp++ head (METHODS.md section 2): evidence-guided aggregation + Winner-Take-All."""
+"""DualCoOp++ head (docs/methods.md section 2): evidence-guided region aggregation and
+Winner-Take-All."""
 import math
-from typing import Dict, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .aggregation import (dense_text_similarity, evidence_attention,
-                          evidence_guided_aggregation, winner_take_all)
-from .base_pair_head import BasePairLogitHead
+from .aggregation import at_least_fp32, check_maps, dense_text_similarity, spatial_softmax
+from .base_head import BasePairLogitHead, all_tokens
+
+
+def winner_take_all(sim_pos: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Winner-Take-All weights, competing across classes per location.
+
+    ``g_j = gamma * max_c sim_pos[c, j]``, ``w = softmax_c(g_j * sim_pos)``,
+    ``w~ = w / max_c w``: the winner keeps 1, the others shrink towards 0.
+
+    Args:
+        sim_pos: (B, C, L) cosines with the positive prompts.
+        gamma: sharpness (200 in DualCoOp++).
+
+    Returns:
+        (B, C, L) weights in [0, 1].
+    """
+    check_maps(sim_pos=sim_pos)
+    sim_pos = at_least_fp32(sim_pos)
+    scores = gamma * sim_pos.amax(dim=1, keepdim=True) * sim_pos
+    # softmax(x)_c / max_c softmax(x)_c == exp(x_c - max_c x): same value, no division,
+    # and the winner gets exactly 1.
+    return torch.exp(scores - scores.amax(dim=1, keepdim=True))
+
+
+def evidence_attention(sim_evidence: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """Evidence-guided spatial attention ``pi = softmax_j(T * a)``.
+
+    Args:
+        sim_evidence: (B, C, L) cosines ``a`` with the evidential prompts.
+        temperature: scalar ``T`` (a tensor, so it can be learnable).
+
+    Returns:
+        (B, C, L) attention, summing to 1 over locations.
+    """
+    check_maps(sim_evidence=sim_evidence)
+    return spatial_softmax(temperature * at_least_fp32(sim_evidence))
+
+
+def evidence_guided_aggregation(attention: torch.Tensor, pos_map: torch.Tensor,
+                                neg_map: torch.Tensor,
+                                wta: Optional[torch.Tensor] = None
+                                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Pool location maps with evidence attention.
+
+    ``l+ = sum_j pi * w~ * P``, ``l- = sum_j pi * N`` (``w~ = 1`` when ``wta`` is None).
+
+    Args:
+        attention: (B, C, L) ``pi``.
+        pos_map, neg_map: (B, C, L) ``P = k cos(x, t+)``, ``N = k cos(x, t-)``.
+        wta: optional (B, C, L) winner-take-all weights ``w~``.
+
+    Returns:
+        ``(pos_logit, neg_logit)`` each (B, C).
+    """
+    maps = dict(attention=attention, pos_map=pos_map, neg_map=neg_map)
+    if wta is not None:
+        maps['wta'] = wta
+    check_maps(**maps)
+    pos_weights = attention if wta is None else attention * wta
+    pos_logit = (pos_weights * pos_map).sum(dim=-1)
+    neg_logit = (attention * neg_map).sum(dim=-1)
+    return pos_logit, neg_logit
 
 
 @MODELS.register_module()
@@ -25,7 +86,8 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
         map_scale: ``k``, a fixed constant (``e^3``), not a parameter.
         gamma: WTA sharpness (200).
         use_wta: apply Winner-Take-All (train and test).
-        loss: pair loss config (DualCoOp++: sum x 0.02).
+        loss: pair loss config (DualCoOp++: ASL with eps 1e-8, sum x 0.02).
+        thr / topk: prediction rule (default: ``p+ > 0.5``).
 
     Outputs of ``forward``: ``pos_logit``, ``neg_logit`` (B, C), ``attention`` (``pi``)
     and ``wta`` (``w~``; a broadcast view of ones when ``use_wta=False``), (B, C, L).
@@ -36,9 +98,9 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
     def __init__(self, init_log_temperature: float = 3.0, map_scale: float = math.exp(3),
                  gamma: float = 200.0, use_wta: bool = True,
                  loss: Union[dict, nn.Module] = dict(
-                     type='PairSoftmaxASL', reduction='sum', loss_weight=0.02),
-                 init_cfg=None):
-        super().__init__(loss=loss, init_cfg=init_cfg)
+                     type='PairSoftmaxASL', eps=1e-8, reduction='sum', loss_weight=0.02),
+                 thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
+        super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
         self.log_temperature = nn.Parameter(torch.tensor(float(init_log_temperature)))
         self.map_scale = float(map_scale)
         self.gamma = float(gamma)
@@ -46,16 +108,14 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
 
     def forward(self, feats: Dict[str, torch.Tensor],
                 text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        dense = self._check_inputs(feats, text)
-        sim_evidence = dense_text_similarity(dense, text['evidence'])
-        sim_pos = dense_text_similarity(dense, text['pos'])
-        sim_neg = dense_text_similarity(dense, text['neg'])
+        self.check_inputs(feats, text)
+        tokens = all_tokens(feats)
+        sim_evidence = dense_text_similarity(tokens, text['evidence'])
+        sim_pos = dense_text_similarity(tokens, text['pos'])
+        sim_neg = dense_text_similarity(tokens, text['neg'])
 
         attention = evidence_attention(sim_evidence, self.log_temperature.exp())
-        if self.use_wta:
-            wta = winner_take_all(sim_pos, self.gamma)
-        else:
-            wta = None
+        wta = winner_take_all(sim_pos, self.gamma) if self.use_wta else None
         pos_logit, neg_logit = evidence_guided_aggregation(
             attention, self.map_scale * sim_pos, self.map_scale * sim_neg, wta)
         if wta is None:

@@ -2,7 +2,8 @@
 
 Labels per (image, class) are ``1`` positive, ``0`` negative and ``-1`` unknown.
 Unknown entries add nothing to the loss and receive no gradient (any value other than
-0 or 1 counts as unknown). See METHODS.md section 0.3.
+0 or 1 counts as unknown). See docs/methods.md section 0.3. Reductions are over the global batch
+(:mod:`.reduction`): N processes train like one process on the same global batch.
 
 Both losses share :func:`_partial_asl`; they differ only in how the probability of
 "positive" is obtained:
@@ -14,12 +15,10 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
+from ..utils import at_least_fp32 as _at_least_fp32
+from .reduction import global_batch_mean, global_batch_sum
+
 _REDUCTIONS = ('sum', 'mean', 'none')
-
-
-def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
-    """Upcast half/bfloat16 (autocast) to fp32; keep fp32/fp64 as they are."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _partial_asl(prob_pos: torch.Tensor, target: torch.Tensor, gamma_pos: float,
@@ -32,6 +31,7 @@ def _partial_asl(prob_pos: torch.Tensor, target: torch.Tensor, gamma_pos: float,
         target: (B, C) labels in {1, 0, -1}; anything but 0/1 is ignored.
         reduction: 'sum' over known entries, 'mean' over known entries (0 when none
             is known), or 'none' for the (B, C) per-entry loss (0 at unknown entries).
+            'sum' and 'mean' are over the global batch of a distributed run.
 
     Returns:
         Scalar (or (B, C) for 'none') loss, already multiplied by ``loss_weight``.
@@ -61,10 +61,9 @@ def _partial_asl(prob_pos: torch.Tensor, target: torch.Tensor, gamma_pos: float,
             torch.where(is_neg, focus_neg * nll_neg, zero))
 
     if reduction == 'sum':
-        loss = loss.sum()
+        loss = global_batch_sum(loss.sum())
     elif reduction == 'mean':
-        num_known = (is_pos | is_neg).sum().clamp(min=1)
-        loss = loss.sum() / num_known
+        loss = global_batch_mean(loss.sum(), (is_pos | is_neg).sum())
     return loss_weight * loss
 
 

@@ -1,4 +1,6 @@
+from .base import BasePromptLearner, check_prompt_names
 from .handcrafted import DEFAULT_ENSEMBLE_TEMPLATES, HandcraftedPrompts
 from .learnable import LearnablePrompts
 
-__all__ = ['LearnablePrompts', 'HandcraftedPrompts', 'DEFAULT_ENSEMBLE_TEMPLATES']
+__all__ = ['BasePromptLearner', 'LearnablePrompts', 'HandcraftedPrompts',
+           'DEFAULT_ENSEMBLE_TEMPLATES', 'check_prompt_names']

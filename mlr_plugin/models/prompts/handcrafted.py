@@ -1,5 +1,4 @@
 """Fixed text prompts (zero-shot baselines), optionally a template ensemble."""
-from collections import OrderedDict
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -7,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
-from .learnable import check_prompt_names
+from .base import BasePromptLearner, check_prompt_names
 
 # Generic scene-friendly templates for an ensemble (ours, short on purpose).
 DEFAULT_ENSEMBLE_TEMPLATES = (
@@ -19,12 +18,11 @@ DEFAULT_ENSEMBLE_TEMPLATES = (
     'a blurry photo of a {}.',
     'a picture of a scene with a {}.',
 )
-_CACHE_SIZE = 8
 _ENCODE_CHUNK = 512  # sequences per text-tower call: bounds memory for 1000s of classes
 
 
 @MODELS.register_module()
-class HandcraftedPrompts(nn.Module):
+class HandcraftedPrompts(BasePromptLearner):
     """Text features from fixed templates; several templates are ensembled.
 
     Ensemble: mean of the per-template L2-normalised features, renormalised. Features
@@ -44,7 +42,6 @@ class HandcraftedPrompts(nn.Module):
                  templates: Union[str, Sequence[str], Mapping[str, Sequence[str]]] = (
                      'a photo of a {}.', ),
                  prompt_names: Optional[Sequence[str]] = None):
-        super().__init__()
         if isinstance(templates, Mapping):
             names = check_prompt_names(tuple(templates))
             if prompt_names is not None and tuple(prompt_names) != names:
@@ -54,6 +51,7 @@ class HandcraftedPrompts(nn.Module):
         else:
             names = check_prompt_names(('pos', ) if prompt_names is None else prompt_names)
             per_name = {name: templates for name in names}
+        super().__init__(names)
         self.templates = {}
         for name, group in per_name.items():
             group = (group, ) if isinstance(group, str) else tuple(group)
@@ -61,8 +59,6 @@ class HandcraftedPrompts(nn.Module):
                 raise ValueError(f'templates for {name!r} must be strings with exactly one '
                                  f"'{{}}', got {group!r}")
             self.templates[name] = group
-        self.prompt_names = names
-        self._feature_cache = OrderedDict()  # names tuple -> {prompt name: (C, D)}
 
     @torch.no_grad()
     def _encode(self, texts, backbone) -> torch.Tensor:
@@ -71,33 +67,25 @@ class HandcraftedPrompts(nn.Module):
         return F.normalize(torch.cat(feats, dim=0), dim=-1)
 
     def _class_features(self, names: Tuple[str, ...], backbone) -> Dict[str, torch.Tensor]:
-        cached = self._feature_cache.get(names)
-        if cached is not None and cached[self.prompt_names[0]].device == backbone.device:
-            self._feature_cache.move_to_end(names)
+        cached = self.cache_get(names, backbone.device)
+        if cached is not None:
             return cached
         features = {}
         for prompt_name, templates in self.templates.items():
             texts = [template.format(name) for template in templates for name in names]
             per_template = self._encode(texts, backbone).view(len(templates), len(names), -1)
             features[prompt_name] = F.normalize(per_template.mean(dim=0), dim=-1)
-        self._feature_cache[names] = features
-        if len(self._feature_cache) > _CACHE_SIZE:
-            self._feature_cache.popitem(last=False)
+        self.cache_put(names, backbone.device, features)
         return features
 
     def forward(self, class_names: Sequence[str], backbone,
                 class_indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """dict {prompt name: ``(C', D)`` L2-normalised features} (no grad)."""
-        names = tuple(class_names)
-        if not names:
-            raise ValueError('class_names is empty')
+        names = self.check_class_names(class_names)
         features = self._class_features(names, backbone)
         if class_indices is None:
             return dict(features)
-        index = torch.as_tensor(class_indices, dtype=torch.long, device=backbone.device)
-        if index.dim() != 1 or (index.numel() and (int(index.min()) < 0
-                                                  or int(index.max()) >= len(names))):
-            raise ValueError(f'class_indices must be a 1-D LongTensor in [0, {len(names)})')
+        index = self.class_index(class_indices, len(names), backbone.device)
         return {name: feat[index] for name, feat in features.items()}
 
     def extra_repr(self) -> str:

@@ -1,5 +1,4 @@
 """CoOp-style learnable prompts, one context per prompt name (METHODS 0.2)."""
-from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -7,20 +6,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from .base import BasePromptLearner
+
 PLACEHOLDER = 'X'
-_CACHE_SIZE = 8  # distinct class-name lists kept (train, val, zero-shot splits)
-
-
-def check_prompt_names(prompt_names: Sequence[str]) -> Tuple[str, ...]:
-    names = (prompt_names, ) if isinstance(prompt_names, str) else tuple(prompt_names)
-    if not names or len(set(names)) != len(names) or not all(
-            isinstance(n, str) and n.isidentifier() for n in names):
-        raise ValueError(f'prompt_names must be distinct identifiers, got {prompt_names!r}')
-    return names
 
 
 @MODELS.register_module()
-class LearnablePrompts(nn.Module):
+class LearnablePrompts(BasePromptLearner):
     """Learnable context vectors ``v_1..v_n`` before each class name, per prompt name.
 
     A prompt is ``[SOS] v_1 .. v_n <class name tokens> . [EOS] pad``: the string
@@ -57,8 +49,7 @@ class LearnablePrompts(nn.Module):
                  init_phrase: Optional[str] = None,
                  init_std: float = 0.02,
                  ctx_dim: Optional[int] = None):
-        super().__init__()
-        self.prompt_names = check_prompt_names(prompt_names)
+        super().__init__(prompt_names)
         if class_specific and not (isinstance(num_classes, int) and num_classes > 0):
             raise ValueError(f'class_specific contexts need num_classes > 0, got {num_classes!r}')
         if init_phrase is None and int(n_ctx) < 1:
@@ -68,7 +59,6 @@ class LearnablePrompts(nn.Module):
         self.num_classes = num_classes
         self.init_phrase = init_phrase
         self.init_std = init_std
-        self._prompt_cache = OrderedDict()  # names tuple -> (tokens, prefix, suffix)
         if ctx_dim is not None and init_phrase is None:
             self._create_contexts(self._random_context(ctx_dim))
 
@@ -134,9 +124,8 @@ class LearnablePrompts(nn.Module):
         Returns (tokens, prefix ``(C, 1, width)``, suffix ``(C, L - 1 - n_ctx, width)``).
         """
         key = (names, self.n_ctx)
-        cached = self._prompt_cache.get(key)
-        if cached is not None and cached[0].device == backbone.device:
-            self._prompt_cache.move_to_end(key)
+        cached = self.cache_get(key, backbone.device)
+        if cached is not None:
             return cached
         placeholders = ' '.join([PLACEHOLDER] * self.n_ctx)
         tokens = backbone.tokenize([f'{placeholders} {name}.' for name in names])
@@ -147,9 +136,7 @@ class LearnablePrompts(nn.Module):
         embeds = backbone.embed_tokens(tokens)
         tokens = tokens.to(embeds.device)
         cached = (tokens, embeds[:, :1], embeds[:, 1 + self.n_ctx:])
-        self._prompt_cache[key] = cached
-        if len(self._prompt_cache) > _CACHE_SIZE:
-            self._prompt_cache.popitem(last=False)
+        self.cache_put(key, backbone.device, cached)
         return cached
 
     def forward(self, class_names: Sequence[str], backbone,
@@ -166,18 +153,13 @@ class LearnablePrompts(nn.Module):
         if not self.is_initialised:
             raise RuntimeError('LearnablePrompts contexts do not exist yet: call '
                                'init_context(backbone) once after building the backbone')
-        names = tuple(class_names)
-        if not names:
-            raise ValueError('class_names is empty')
+        names = self.check_class_names(class_names)
         if self.class_specific and len(names) != self.num_classes:
             raise ValueError(f'class-specific contexts were built for num_classes='
                              f'{self.num_classes} but got {len(names)} class names')
         tokens, prefix, suffix = self._prompt_embeddings(names, backbone)
         if class_indices is not None:
-            index = torch.as_tensor(class_indices, dtype=torch.long, device=prefix.device)
-            if index.dim() != 1 or (index.numel() and (int(index.min()) < 0
-                                                      or int(index.max()) >= len(names))):
-                raise ValueError(f'class_indices must be a 1-D LongTensor in [0, {len(names)})')
+            index = self.class_index(class_indices, len(names), prefix.device)
             tokens, prefix, suffix = tokens[index], prefix[index], suffix[index]
         num = prefix.shape[0]
 

@@ -1,0 +1,3 @@
+from .clip_prompt import CLIPPromptClassifier
+
+__all__ = ['CLIPPromptClassifier']
