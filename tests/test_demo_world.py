@@ -330,7 +330,8 @@ def test_dense_features_against_a_per_location_loop():
     model = open_clip.create_model('mlr-tiny-rn', pretrained=None).eval()
     visual = model.visual
     x = torch.randn(2, 3, 64, 64)
-    dense = evaluation.dense_image_features(visual, x)
+    # the tool's dense features: the package backbone holding a copy of model's weights
+    dense = evaluation.backbone_from_open_clip(model, 'mlr-tiny-rn')(x)['dense']
     with torch.no_grad():
         feat = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))
         _, _, h, w = feat.shape

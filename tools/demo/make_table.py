@@ -43,17 +43,11 @@ def _tool(name):
 def _clip_zero_shot(data_root):
     """tiny_clip_eval's metrics of the shipped demo CLIP on the test split."""
     import sys
-
-    import open_clip
-
-    import mlr_plugin  # noqa: F401  (registers mlr-demo-rn)
     sys.path.insert(0, osp.join(REPO, 'tools', 'demo'))
-    from tiny_clip_eval import evaluate_clip, load_demo_split
-    model = open_clip.create_model(
-        'mlr-demo-rn', pretrained=osp.join(REPO, 'mlr_plugin', 'demo', 'mlr-demo-rn.safetensors'))
-    return evaluate_clip(model, open_clip.get_tokenizer('mlr-demo-rn'),
-                         load_demo_split(data_root, 'test'), open_clip.OPENAI_DATASET_MEAN,
-                         open_clip.OPENAI_DATASET_STD)
+    from tiny_clip_eval import evaluate_backbone, load_backbone, load_demo_split
+    backbone = load_backbone(osp.join(REPO, 'mlr_plugin', 'demo', 'mlr-demo-rn.safetensors'),
+                             'mlr-demo-rn')
+    return evaluate_backbone(backbone, load_demo_split(data_root, 'test'))
 
 
 def main(argv=None):

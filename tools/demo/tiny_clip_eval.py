@@ -5,29 +5,42 @@ Used by ``train_tiny_clip.py`` after training, and on its own::
     python tools/demo/tiny_clip_eval.py --data data/demo_world --split val \
         --weights mlr_plugin/demo/mlr-demo-rn.safetensors
 
+Everything model-side is the package's: ``OpenCLIPBackbone`` (dense + global image
+features, text encoding), ``HandcraftedPrompts`` (class prompts) and
+``mlr_plugin.evaluation.functional.mean_average_precision``.
+
 Numbers (all in %):
 - ``i2t_r1 / i2t_r5 / t2i_r1 / t2i_r5``: retrieval between each image and its first caption.
 - ``zs_map_global``: for each class c, images ranked by cos(image embedding,
-  text("a photo of a {c}.")); sklearn average precision vs "image contains c"; mean over
-  classes that have a positive.
+  text("a photo of a {c}.")); non-interpolated average precision (tied scores are one
+  threshold, as in sklearn) vs "image contains c"; mean over classes that have a positive.
 - ``zs_map_dense``: same, but an image's score is the max over its grid locations j of
   cos(c_proj(v_proj(x_j + pos_j)), text) -- the attention pool's value path without q/k
-  attention, i.e. the dense features the DualCoOp family aggregates.
+  attention, i.e. the dense features the DualCoOp family aggregates (the backbone with
+  ``with_mean_token=False, with_pos_embed=True``).
 - ``positive_rate``: mean over classes of the fraction of positive images (chance mAP).
 """
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import average_precision_score
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's mlr_plugin
+
+from mlr_plugin.evaluation.functional import mean_average_precision  # noqa: E402
+from mlr_plugin.models.clip import OpenCLIPBackbone  # noqa: E402
+from mlr_plugin.models.prompts import HandcraftedPrompts  # noqa: E402
 
 ZERO_SHOT_TEMPLATE = 'a photo of a {}.'
+DEFAULT_MODEL = 'mlr-demo-rn'
+DEFAULT_WEIGHTS = 'mlr_plugin/demo/mlr-demo-rn.safetensors'
 
 
 # -------------------------------------------------------------------------------- data
@@ -87,36 +100,45 @@ def normalise(images_uint8: torch.Tensor, mean: Sequence[float],
 
 
 # ---------------------------------------------------------------------------- features
+def load_backbone(weights: str = DEFAULT_WEIGHTS, model_name: str = DEFAULT_MODEL):
+    """The package's ``OpenCLIPBackbone`` with this tool's dense features (no mean token,
+    positional embedding added), weights from a local file, in eval mode."""
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f'weights not found: {weights} '
+                                '(train them with python tools/demo/train_tiny_clip.py)')
+    return OpenCLIPBackbone(model_name, pretrained=str(weights), with_mean_token=False,
+                            with_pos_embed=True).eval()
+
+
+def backbone_from_open_clip(model, model_name: str = DEFAULT_MODEL):
+    """An ``OpenCLIPBackbone`` like :func:`load_backbone` holding a copy of the weights of
+    an open_clip model (e.g. one being trained); ``model`` itself is not changed."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # open_clip's "initialized randomly": we copy next
+    try:
+        backbone = OpenCLIPBackbone(model_name, pretrained=None, with_mean_token=False,
+                                    with_pos_embed=True)
+    finally:
+        logging.disable(previous)
+    backbone.clip.load_state_dict(model.state_dict())
+    return backbone.eval()
+
+
 @torch.no_grad()
-def dense_image_features(visual, x: torch.Tensor) -> torch.Tensor:
-    """Per-location embeddings (N, h*w, D) of an open_clip ModifiedResNet.
-
-    Location j gets ``c_proj(v_proj(x_j + pos_j))``: the attention pool's value path with
-    its positional embedding (row 0, the mean token's, is skipped), no q/k attention.
-    """
-    feat = visual.stem(x)
-    for layer in (visual.layer1, visual.layer2, visual.layer3, visual.layer4):
-        feat = layer(feat)
-    tokens = feat.flatten(2).transpose(1, 2)  # (N, h*w, W)
-    pool = visual.attnpool
-    tokens = tokens + pool.positional_embedding[1:].to(tokens.dtype)
-    return pool.c_proj(pool.v_proj(tokens))
-
-
-@torch.no_grad()
-def encode_images(model, x: torch.Tensor, batch_size: int = 256):
-    """-> (global (N, D), dense (N, L, D)), both L2-normalised along D."""
+def encode_images(backbone, x: torch.Tensor, batch_size: int = 256):
+    """-> (global (N, D), dense (N, h*w, D)), both L2-normalised along D."""
     glob, dense = [], []
     for i in range(0, len(x), batch_size):
-        chunk = x[i:i + batch_size]
-        glob.append(F.normalize(model.encode_image(chunk), dim=-1))
-        dense.append(F.normalize(dense_image_features(model.visual, chunk), dim=-1))
+        out = backbone(x[i:i + batch_size])
+        glob.append(F.normalize(out['global_feat'].float(), dim=-1))
+        dense.append(F.normalize(out['dense'].float(), dim=-1))
     return torch.cat(glob), torch.cat(dense)
 
 
 @torch.no_grad()
-def encode_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 512):
-    out = [F.normalize(model.encode_text(tokenizer(list(texts[i:i + batch_size]))), dim=-1)
+def encode_texts(backbone, texts: Sequence[str], batch_size: int = 512):
+    """-> (N, D) L2-normalised text features."""
+    out = [F.normalize(backbone.encode_text(list(texts[i:i + batch_size])).float(), dim=-1)
            for i in range(0, len(texts), batch_size)]
     return torch.cat(out)
 
@@ -129,23 +151,22 @@ def retrieval_recall(similarity: torch.Tensor, k: int) -> float:
     return 100.0 * (topk == target).any(dim=1).float().mean().item()
 
 
-def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over classes with >= 1 positive of sklearn's AP, in %."""
-    aps = [average_precision_score(labels[:, c], scores[:, c])
-           for c in range(labels.shape[1]) if labels[:, c].sum() > 0]
-    return 100.0 * float(np.mean(aps))
-
-
 @torch.no_grad()
-def evaluate_clip(model, tokenizer, split: Dict[str, object], mean, std) -> Dict[str, float]:
-    """All numbers described in the module docstring, for one loaded split."""
-    model.eval()
+def evaluate_backbone(backbone, split: Dict[str, object],
+                      mean: Optional[Sequence[float]] = None,
+                      std: Optional[Sequence[float]] = None) -> Dict[str, float]:
+    """All numbers described in the module docstring, for one loaded split.
+
+    ``mean`` / ``std`` default to the normalisation the backbone's weights expect.
+    """
+    backbone.eval()
+    mean = backbone.image_mean if mean is None else mean
+    std = backbone.image_std if std is None else std
     images = normalise(torch.from_numpy(np.ascontiguousarray(split['images'])), mean, std)
     labels = split['labels']
-    img_glob, img_dense = encode_images(model, images)
-    cap_feat = encode_texts(model, tokenizer, [caps[0] for caps in split['captions']])
-    prompts = [ZERO_SHOT_TEMPLATE.format(name) for name in split['class_names']]
-    cls_feat = encode_texts(model, tokenizer, prompts)
+    img_glob, img_dense = encode_images(backbone, images)
+    cap_feat = encode_texts(backbone, [caps[0] for caps in split['captions']])
+    cls_feat = HandcraftedPrompts(ZERO_SHOT_TEMPLATE)(split['class_names'], backbone)['pos']
 
     sim = img_glob @ cap_feat.T
     global_scores = (img_glob @ cls_feat.T).numpy()
@@ -160,28 +181,31 @@ def evaluate_clip(model, tokenizer, split: Dict[str, object], mean, std) -> Dict
         num_images=int(len(labels)))
 
 
+def evaluate_clip(model, tokenizer, split: Dict[str, object], mean, std,
+                  model_name: str = DEFAULT_MODEL) -> Dict[str, float]:
+    """:func:`evaluate_backbone` for a plain open_clip model of architecture
+    ``model_name`` (``train_tiny_clip.py`` evaluates the model it trains this way).
+
+    ``tokenizer`` is not used: the backbone tokenises with open_clip's tokenizer for
+    ``model_name``, the one ``train_tiny_clip.py`` passes.
+    """
+    del tokenizer
+    return evaluate_backbone(backbone_from_open_clip(model, model_name), split, mean, std)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Evaluate a tiny CLIP on the demo world.')
     parser.add_argument('--data', default='data/demo_world')
     parser.add_argument('--split', default='val')
-    parser.add_argument('--model', default='mlr-demo-rn')
-    parser.add_argument('--weights', default='mlr_plugin/demo/mlr-demo-rn.safetensors')
+    parser.add_argument('--model', default=DEFAULT_MODEL)
+    parser.add_argument('--weights', default=DEFAULT_WEIGHTS)
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    import open_clip
-
-    import mlr_plugin  # noqa: F401  (registers the model config)
-    if not Path(args.weights).is_file():
-        raise FileNotFoundError(f'weights not found: {args.weights} '
-                                '(train them with python tools/demo/train_tiny_clip.py)')
-    model = open_clip.create_model(args.model, pretrained=args.weights)
-    tokenizer = open_clip.get_tokenizer(args.model)
-    split = load_demo_split(args.data, args.split)
-    metrics = evaluate_clip(model, tokenizer, split, open_clip.OPENAI_DATASET_MEAN,
-                            open_clip.OPENAI_DATASET_STD)
+    backbone = load_backbone(args.weights, args.model)
+    metrics = evaluate_backbone(backbone, load_demo_split(args.data, args.split))
     print(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
+    return metrics
 
 
 if __name__ == '__main__':
