@@ -17,6 +17,7 @@ from mmpretrain.datasets import BaseDataset
 
 from .label_simulation import apply_label_simulations, build_label_simulations
 from .list_format import check_label_values
+from .seeding import sample_seed, seeded_rng
 from .splits import get_class_split
 
 
@@ -162,6 +163,17 @@ class MultiLabelCLIPDataset(BaseDataset):
         if len(samples) == 0:
             raise ValueError(f'{type(self).__name__}: {self.ann_file} {why}; '
                              f'the dataset is empty')
+
+    # ---------------------------------------------------------------- sampling
+    def __getitem__(self, idx: int) -> dict:
+        """mmengine's ``__getitem__``; a :class:`SeededIndex` (from
+        ``EpochSeededSampler``) seeds the augmentation from (seed, epoch, index) so it
+        does not depend on the worker's RNG history. Plain ints: unchanged."""
+        epoch = getattr(idx, 'epoch', None)
+        if epoch is None:
+            return super().__getitem__(idx)
+        with seeded_rng(sample_seed(idx.seed, epoch, int(idx))):
+            return super().__getitem__(int(idx))
 
     # ---------------------------------------------------------------- accessors
     def get_label_matrix(self) -> np.ndarray:
