@@ -328,6 +328,32 @@ def test_nuswide_official_layout(tmp_path):
               label_dir='Groundtruth/TrainTestLabels', split='Test')
 
 
+@pytest.mark.parametrize('type_', ['NUSWIDE', 'VisualGenome200'])
+def test_label_convention_mkt(tmp_path, type_):
+    """MKT / BiAM / LESA matrices write 1 / -1 / 0 for positive / negative / unknown."""
+    write_text(tmp_path / 'images.txt', ['a.jpg', 'b.jpg'])
+    write_text(tmp_path / 'mkt_labels.txt', ['1 -1 0', '-1 1 -1'])
+    write_text(tmp_path / 'classes.txt', ['sky', 'water', 'lake'])
+    cfg = dict(type=type_, data_root=str(tmp_path), ann_file='images.txt',
+               label_file='mkt_labels.txt', classes_file='classes.txt')
+    ds = build(label_convention='mkt', **cfg)
+    np.testing.assert_array_equal(ds.get_label_matrix(), [[1, 0, -1], [0, 1, 0]])
+    # ours (the default) reads the same file as 1/0/-1: the unknowns and negatives swap
+    np.testing.assert_array_equal(build(**cfg).get_label_matrix(),
+                                  [[1, -1, 0], [-1, 1, -1]])
+    with pytest.raises(ValueError, match=r"label_convention must be one of \('ours', "
+                                         r"'mkt'\).* got 'MKT'"):
+        build(label_convention='MKT', **cfg)
+    write_text(tmp_path / 'bad.txt', ['1 -1 0', '-1 2 -1'])
+    with pytest.raises(ValueError, match=r'bad\.txt: label value 2 at row 2, column 2'):
+        build(label_convention='mkt', **dict(cfg, label_file='bad.txt'))
+    cfg.pop('label_file')
+    if type_ == 'NUSWIDE':
+        cfg['label_dir'] = 'Groundtruth'
+    with pytest.raises(ValueError, match="label_convention='mkt' applies to label_file"):
+        build(label_convention='mkt', **cfg)
+
+
 # ------------------------------------------------------------------------ VG-200
 def test_visual_genome_200_both_list_styles(tmp_path):
     names = [f'object{i}' for i in range(200)]
