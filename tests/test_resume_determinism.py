@@ -138,3 +138,23 @@ def test_sampler_matches_default_sampler_order_and_rank_split(aug_dataset):
         theirs.set_epoch(epoch)
         assert [int(i) for i in ours] == list(theirs)
     assert len(ours) == len(theirs)
+
+
+def test_two_ranks_see_the_global_batches_of_one_process(aug_dataset):
+    from unittest.mock import patch
+    batch = 4  # per rank; the single process uses 2 * batch
+    single = EpochSeededSampler(aug_dataset, seed=5)
+    single.set_epoch(2)
+    one = list(single)
+    ranks = []
+    for rank in (0, 1):
+        with patch('mmengine.dataset.sampler.get_dist_info', return_value=(rank, 2)):
+            sampler = EpochSeededSampler(aug_dataset, seed=5)
+        sampler.set_epoch(2)
+        ranks.append(list(sampler))
+    for start in range(0, len(ranks[0]), batch):
+        global_batch = ranks[0][start:start + batch] + ranks[1][start:start + batch]
+        expected = one[2 * start:2 * start + 2 * batch]
+        assert sorted(map(int, global_batch)) == sorted(map(int, expected))
+        # same (seed, epoch, index) -> same augmentation whichever process loads it
+        assert {(i.seed, i.epoch) for i in global_batch} == {(5, 2)}
