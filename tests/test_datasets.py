@@ -3,6 +3,8 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
+from unittest.mock import patch
 
 import cv2
 import numpy as np
@@ -30,6 +32,8 @@ def write_text(path, lines):
 
 
 def build(**cfg):
+    # most tests here parse annotations without images; image checks are tested apart
+    cfg.setdefault('check_images', False)
     return DATASETS.build(dict(serialize_data=False, **cfg))
 
 
@@ -155,13 +159,51 @@ def test_coco_split_lists():
         build(type='CocoMultiLabel', ann_file='x.json', classes='coco_seen50')
 
 
-def test_check_images(coco_root):
+def _coco_cfg(coco_root):
+    return dict(type='CocoMultiLabel', data_root=str(coco_root),
+                ann_file='annotations/instances_train2014.json')
+
+
+def test_check_images_missing_file_is_found_by_default(coco_root):
     os.remove(coco_root / 'train2014' / 'COCO_12.jpg')
-    cfg = dict(type='CocoMultiLabel', data_root=str(coco_root),
-               ann_file='annotations/instances_train2014.json')
-    assert len(build(**cfg)) == 3  # not checked by default
+    cfg = _coco_cfg(coco_root)
+    with pytest.raises(FileNotFoundError) as info:
+        DATASETS.build(cfg)  # checked by default
+    assert re.fullmatch(r'image not found: \S*train2014/COCO_12\.jpg '
+                        r'\(listed in \S*instances_train2014\.json\)', str(info.value))
+    assert len(build(check_images=False, **cfg)) == 3
     with pytest.raises(FileNotFoundError, match=r'COCO_12\.jpg'):
+        build(check_images='exists', **cfg)
+
+
+def test_check_images_corrupt_header_and_truncated_decode(coco_root, capsys):
+    path = coco_root / 'train2014' / 'COCO_10.jpg'
+    cfg = _coco_cfg(coco_root)
+    data = path.read_bytes()
+    path.write_bytes(b'not an image at all')
+    with pytest.raises(OSError, match=r'corrupt image: \S*COCO_10\.jpg \(listed in '
+                                      r'\S*instances_train2014\.json\)'):
         build(check_images=True, **cfg)
+    # a truncated JPEG has a valid header: only the full decode finds it
+    write_jpeg(path, height=64, width=64)  # header small next to the scan data
+    path.write_bytes(path.read_bytes()[:-100])
+    assert len(build(check_images='header', **cfg)) == 3
+    with pytest.raises(OSError, match=r'corrupt image: \S*COCO_10\.jpg'):
+        build(check_images='decode', **cfg)
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="check_images must be .* got 'full'"):
+        build(check_images='full', **cfg)
+    with pytest.raises(ValueError, match="drop_empty must be True or False, got 'no'"):
+        build(drop_empty='no', **cfg)
+
+
+def test_check_images_logs_its_cost(coco_root):
+    messages = []
+    with patch('mlr_plugin.datasets.base.print_log',
+               lambda msg, **kwargs: messages.append(msg)):
+        build(check_images='decode', **_coco_cfg(coco_root))
+    assert any(re.search(r'3 images, .*images checked \(decode\) in \d+\.\d\d s', m)
+               for m in messages), messages
 
 
 # -------------------------------------------------------------------------- VOC
@@ -284,6 +326,32 @@ def test_nuswide_official_layout(tmp_path):
         build(type='NUSWIDE', data_root=str(root),
               ann_file='ImageList/TrainImagelist.txt', classes_file='Concepts81.txt',
               label_dir='Groundtruth/TrainTestLabels', split='Test')
+
+
+@pytest.mark.parametrize('type_', ['NUSWIDE', 'VisualGenome200'])
+def test_label_convention_mkt(tmp_path, type_):
+    """MKT / BiAM / LESA matrices write 1 / -1 / 0 for positive / negative / unknown."""
+    write_text(tmp_path / 'images.txt', ['a.jpg', 'b.jpg'])
+    write_text(tmp_path / 'mkt_labels.txt', ['1 -1 0', '-1 1 -1'])
+    write_text(tmp_path / 'classes.txt', ['sky', 'water', 'lake'])
+    cfg = dict(type=type_, data_root=str(tmp_path), ann_file='images.txt',
+               label_file='mkt_labels.txt', classes_file='classes.txt')
+    ds = build(label_convention='mkt', **cfg)
+    np.testing.assert_array_equal(ds.get_label_matrix(), [[1, 0, -1], [0, 1, 0]])
+    # ours (the default) reads the same file as 1/0/-1: the unknowns and negatives swap
+    np.testing.assert_array_equal(build(**cfg).get_label_matrix(),
+                                  [[1, -1, 0], [-1, 1, -1]])
+    with pytest.raises(ValueError, match=r"label_convention must be one of \('ours', "
+                                         r"'mkt'\).* got 'MKT'"):
+        build(label_convention='MKT', **cfg)
+    write_text(tmp_path / 'bad.txt', ['1 -1 0', '-1 2 -1'])
+    with pytest.raises(ValueError, match=r'bad\.txt: label value 2 at row 2, column 2'):
+        build(label_convention='mkt', **dict(cfg, label_file='bad.txt'))
+    cfg.pop('label_file')
+    if type_ == 'NUSWIDE':
+        cfg['label_dir'] = 'Groundtruth'
+    with pytest.raises(ValueError, match="label_convention='mkt' applies to label_file"):
+        build(label_convention='mkt', **cfg)
 
 
 # ------------------------------------------------------------------------ VG-200

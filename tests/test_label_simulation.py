@@ -144,7 +144,8 @@ def write_generic(tmp_path, num_images=40, num_classes=6):
                for i, row in enumerate(labels)]
     (tmp_path / 'ann.json').write_text(json.dumps(records))
     return labels, dict(type='GenericMultiLabel', ann_file=str(tmp_path / 'ann.json'),
-                        classes_file=str(tmp_path / 'classes.txt'))
+                        classes_file=str(tmp_path / 'classes.txt'),
+                        check_images=False)  # labels only: no image files
 
 
 def test_dataset_partial_labels_deterministic(tmp_path):
@@ -184,3 +185,34 @@ def test_partial_mask_identical_across_workers(tmp_path):
     got = np.stack([seen[i] for i in range(len(labels))])
     np.testing.assert_array_equal(got, expected)
     assert (got == -1).any() and (got != -1).any()
+
+
+@pytest.mark.parametrize('cfg, message', [
+    (dict(type='PartialLabels', known_ratio='abc'),
+     "PartialLabels: known_ratio must be a number in (0, 1], got 'abc'"),
+    (dict(type='PartialLabels', known_ratio='0.3'),
+     "PartialLabels: known_ratio must be a number in (0, 1], got '0.3'"),
+    (dict(type='PartialLabels', known_ratio=True),
+     'PartialLabels: known_ratio must be a number in (0, 1], got True'),
+    (dict(type='PartialLabels', known_ratio=0.3, seed='x'),
+     "PartialLabels: seed must be a non-negative int, got 'x'"),
+    (dict(type='PartialLabels', known_ratio=0.3, seed=1.5),
+     'PartialLabels: seed must be a non-negative int, got 1.5'),
+    (dict(type='PartialLabels', mask_file=3),
+     'PartialLabels: mask_file must be a file path or None, got 3'),
+    (dict(type='SinglePositiveLabel', seed=None),
+     'SinglePositiveLabel: seed must be a non-negative int, got None'),
+    (dict(type='HideClasses', classes=[]),
+     'HideClasses: classes must be a split name or a non-empty list of class names, got []'),
+    (dict(type='HideClasses', classes=[1, 2]),
+     'HideClasses: classes must be a split name or a non-empty list'),
+])
+def test_bad_option_values_name_option_and_value(cfg, message):
+    with pytest.raises(ValueError) as info:
+        build_label_simulations(cfg)
+    assert str(info.value).startswith(message) and '\n' not in str(info.value)
+
+
+def test_misspelt_option_names_the_simulation():
+    with pytest.raises(TypeError, match="PartialLabels: .*'known_ratoi'"):
+        build_label_simulations(dict(type='PartialLabels', known_ratoi=0.3))

@@ -397,3 +397,71 @@ def test_format_metrics_table():
     assert lines[0] == lines[2] == lines[-1] == '+------------------+-------+'
     with pytest.raises(ValueError, match='metrics must be a dict'):
         format_metrics_table([1, 2])
+
+
+# ----------------------------------------------------------------- drop_empty_rows
+def zsl_case(seed=3, n=60):
+    """Images of which ~1/3 hold an 'unseen' class (tree, sky); the rest only seen ones,
+    and a few images with no positive at all."""
+    rng = np.random.default_rng(seed)
+    target = (rng.random((n, len(CLASSES))) < 0.3).astype(np.float64)
+    target[:, 4:] *= rng.random((n, 1)) < 0.35
+    target[:5] = 0  # no positive anywhere
+    target[rng.random(target.shape) < 0.05] = -1
+    scores = np.round(rng.random(target.shape) + 0.4 * (target == 1), 2)
+    return scores.astype(np.float32).astype(np.float64), target
+
+
+def sklearn_map(scores, target):
+    aps = [average_precision_score(target[target[:, c] != -1, c] == 1,
+                                   scores[target[:, c] != -1, c])
+           for c in range(target.shape[1]) if (target[:, c] == 1).any()]
+    return 100 * float(np.mean(aps))
+
+
+def plain_p_at_k(scores, target, k):
+    hits = sum(target[i][j] == 1 for i in range(len(scores)) for j in loop_topk(scores[i], k))
+    return 100 * hits / (len(scores) * k)
+
+
+def test_drop_empty_rows_scores_each_set_on_its_own_images():
+    scores, target = zsl_case()
+    unseen = [4, 5]
+    subsets = dict(zsl=[CLASSES[i] for i in unseen])
+    kwargs = dict(topk=None, ks=(1, 2), class_subsets=subsets)
+    dropped = run_metric(MultiLabelRecognitionMetric(drop_empty_rows=True, **kwargs),
+                         scores, target)
+    kept = run_metric(MultiLabelRecognitionMetric(**kwargs), scores, target)
+
+    # plain computation on the images each set keeps
+    rows_all = (target == 1).any(axis=1)
+    rows_zsl = (target[:, unseen] == 1).any(axis=1)
+    assert 0 < rows_zsl.sum() < rows_all.sum() < len(target)
+    zs, zt = scores[rows_zsl][:, unseen], target[rows_zsl][:, unseen]
+    assert dropped['zsl/mAP'] == pytest.approx(sklearn_map(zs, zt))
+    assert dropped['zsl/P@1'] == pytest.approx(plain_p_at_k(zs, zt, 1))
+    assert dropped['mAP'] == pytest.approx(sklearn_map(scores[rows_all], target[rows_all]))
+    assert dropped['P@2'] == pytest.approx(plain_p_at_k(scores[rows_all], target[rows_all], 2))
+    # without the option every image counts (today's behaviour)
+    assert kept['zsl/P@1'] == pytest.approx(plain_p_at_k(scores[:, unseen], target[:, unseen], 1))
+    assert kept['zsl/mAP'] == pytest.approx(sklearn_map(scores[:, unseen], target[:, unseen]))
+    # the effect: images without an unseen positive only add false positives
+    assert dropped['zsl/P@1'] > kept['zsl/P@1'] + 20
+    assert dropped['zsl/mAP'] > kept['zsl/mAP'] + 5
+
+    # same images in -> equal numbers
+    same = run_metric(MultiLabelRecognitionMetric(**kwargs), scores[rows_zsl], target[rows_zsl])
+    again = run_metric(MultiLabelRecognitionMetric(drop_empty_rows=True, **kwargs),
+                       scores[rows_zsl], target[rows_zsl])
+    assert_dict_close(again, same)
+
+
+def test_drop_empty_rows_option_checks():
+    with pytest.raises(ValueError, match="drop_empty_rows must be True or False, got 'yes'"):
+        MultiLabelRecognitionMetric(drop_empty_rows='yes')
+    assert METRICS.build(dict(type='MultiLabelMAP', drop_empty_rows=True)).drop_empty_rows
+    metric = MultiLabelMAP(drop_empty_rows=True, class_subsets=dict(u=['sky']))
+    scores, target = np.zeros((2, 6)), np.zeros((2, 6))
+    target[:, 0] = 1
+    with pytest.raises(ValueError, match=r"leaves no image for class_subsets\['u'\]"):
+        run_metric(metric, scores, target)

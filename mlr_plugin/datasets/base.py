@@ -11,12 +11,14 @@ import os.path as osp
 from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.fileio import exists, join_path
+from mmengine.fileio import join_path
 from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 
+from .image_check import check_image_files, resolve_check_mode
 from .label_simulation import apply_label_simulations, build_label_simulations
 from .list_format import check_label_values
+from .seeding import sample_seed, seeded_rng
 from .splits import get_class_split
 
 
@@ -49,6 +51,12 @@ def resolve_class_subset(classes) -> Optional[tuple]:
     return tuple(classes)
 
 
+def _check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f'{name} must be True or False, got {value!r}')
+    return bool(value)
+
+
 class MultiLabelCLIPDataset(BaseDataset):
     """Base class of the multi-label datasets (mmengine lazy_init / pipeline semantics).
 
@@ -70,8 +78,13 @@ class MultiLabelCLIPDataset(BaseDataset):
             simulations. Default False: they stay (they add nothing to the loss).
         drop_no_positive (bool): drop images without any positive among the kept
             classes *before* the simulations (e.g. the NUS-WIDE protocol).
-        check_images (bool): check at load time that every image file exists; the
-            first missing one raises FileNotFoundError.
+        check_images (bool | str): check every image at load time, so a missing or
+            corrupt file fails now (naming it and the annotation file) rather than
+            when first sampled. ``True`` / ``'header'`` (default): the file exists and
+            its header gives a size (~0.03 s per 1,000 images on the 2-core dev
+            machine, warm cache); ``'exists'``: existence only (~0.005 s / 1,000);
+            ``'decode'``: a full OpenCV decode (~1.7 s per 1,000 640 x 480 JPEGs);
+            ``False``: no check. The cost is logged (see ``image_check``).
         **kwargs: ``data_root``, ``data_prefix``, ``pipeline``, ``test_mode``,
             ``lazy_init``, ``indices``, ``serialize_data``, ``metainfo``... as in
             :class:`mmpretrain.datasets.BaseDataset`.
@@ -83,14 +96,15 @@ class MultiLabelCLIPDataset(BaseDataset):
                  label_simulation: Union[None, dict, Sequence[dict]] = None,
                  drop_empty: bool = False,
                  drop_no_positive: bool = False,
-                 check_images: bool = False,
+                 check_images: Union[bool, str] = True,
                  metainfo: Optional[dict] = None,
                  **kwargs):
         self.class_subset = resolve_class_subset(classes)
         self.label_simulations: List[Callable] = build_label_simulations(label_simulation)
-        self.drop_empty = drop_empty
-        self.drop_no_positive = drop_no_positive
+        self.drop_empty = _check_bool(drop_empty, 'drop_empty')
+        self.drop_no_positive = _check_bool(drop_no_positive, 'drop_no_positive')
         self.check_images = check_images
+        self._check_mode = resolve_check_mode(check_images)
         metainfo = dict(metainfo or {})
         if self.class_subset is not None:
             # Known before loading, so lazy_init datasets already expose the classes.
@@ -142,16 +156,16 @@ class MultiLabelCLIPDataset(BaseDataset):
             self._check_not_empty(samples, 'has no image with a known label after '
                                   'label_simulation (drop_empty=True)')
 
-        if self.check_images:
-            for sample in samples:
-                if not exists(sample['img_path']):
-                    raise FileNotFoundError(f'image not found: {sample["img_path"]} '
-                                            f'(listed in {self.ann_file})')
+        checked = ''
+        if self._check_mode is not None:
+            seconds = check_image_files((s['img_path'] for s in samples), self._check_mode,
+                                        self.ann_file)
+            checked = f', images checked ({self._check_mode}) in {seconds:.2f} s'
 
         self._metainfo['classes'] = classes
         known = float((labels != -1).mean())
         print_log(f'{type(self).__name__}: {len(samples)} images, {len(classes)} classes, '
-                  f'{known:.1%} labels known ({self.ann_file})', logger='current')
+                  f'{known:.1%} labels known{checked} ({self.ann_file})', logger='current')
         return [dict(sample, gt_score=labels[i].copy()) for i, sample in enumerate(samples)]
 
     @staticmethod
@@ -162,6 +176,17 @@ class MultiLabelCLIPDataset(BaseDataset):
         if len(samples) == 0:
             raise ValueError(f'{type(self).__name__}: {self.ann_file} {why}; '
                              f'the dataset is empty')
+
+    # ---------------------------------------------------------------- sampling
+    def __getitem__(self, idx: int) -> dict:
+        """mmengine's ``__getitem__``; a :class:`SeededIndex` (from
+        ``EpochSeededSampler``) seeds the augmentation from (seed, epoch, index) so it
+        does not depend on the worker's RNG history. Plain ints: unchanged."""
+        epoch = getattr(idx, 'epoch', None)
+        if epoch is None:
+            return super().__getitem__(idx)
+        with seeded_rng(sample_seed(idx.seed, epoch, int(idx))):
+            return super().__getitem__(int(idx))
 
     # ---------------------------------------------------------------- accessors
     def get_label_matrix(self) -> np.ndarray:

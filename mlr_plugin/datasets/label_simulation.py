@@ -31,7 +31,10 @@ def _build_simulation(cfg: dict, registry: Registry, default_args=None):
     if obj_cls is None:
         raise ValueError(f'unknown label simulation {obj_type!r}; registered: '
                          f'{sorted(registry.module_dict)}')
-    return obj_cls(**cfg)
+    try:
+        return obj_cls(**cfg)
+    except TypeError as e:  # a misspelt option: name the simulation and the option
+        raise TypeError(f'{obj_type}: {e}') from None
 
 
 LABEL_SIMULATIONS = Registry(
@@ -121,6 +124,29 @@ def save_mask(mask: np.ndarray, path: str) -> None:
             torch.save(torch.from_numpy(mask.astype(np.int64)), f)
 
 
+# ------------------------------------------------------------------ option checks
+def _check_ratio(owner: str, name: str, value) -> float:
+    """A number in (0, 1]; strings (``'abc'``, ``'0.3'``) and bools are refused."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, (bool, np.bool_)) and 0.0 < float(value) <= 1.0
+    if not ok:
+        raise ValueError(f'{owner}: {name} must be a number in (0, 1], got {value!r}')
+    return float(value)
+
+
+def _check_seed(owner: str, value) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 0:
+        raise ValueError(f'{owner}: seed must be a non-negative int, got {value!r}')
+    return int(value)
+
+
+def _check_path(owner: str, name: str, value):
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f'{owner}: {name} must be a file path or None, got {value!r}')
+    return value
+
+
 # --------------------------------------------------------------------- simulations
 @LABEL_SIMULATIONS.register_module()
 class PartialLabels:
@@ -149,12 +175,11 @@ class PartialLabels:
                  mask_file: Optional[str] = None, save_mask: Optional[str] = None):
         if known_ratio is None and mask_file is None:
             raise ValueError('PartialLabels needs known_ratio or mask_file')
-        if known_ratio is not None and not 0.0 < float(known_ratio) <= 1.0:
-            raise ValueError(f'PartialLabels: known_ratio must be in (0, 1], got {known_ratio}')
-        self.known_ratio = None if known_ratio is None else float(known_ratio)
-        self.seed = int(seed)
-        self.mask_file = mask_file
-        self.save_mask = save_mask
+        self.known_ratio = None if known_ratio is None else \
+            _check_ratio('PartialLabels', 'known_ratio', known_ratio)
+        self.seed = _check_seed('PartialLabels', seed)
+        self.mask_file = _check_path('PartialLabels', 'mask_file', mask_file)
+        self.save_mask = _check_path('PartialLabels', 'save_mask', save_mask)
 
     def sample_mask(self, shape: tuple) -> np.ndarray:
         """Bool keep-mask of ``shape`` (N, C), True with probability ``known_ratio``."""
@@ -192,7 +217,7 @@ class SinglePositiveLabel:
     """
 
     def __init__(self, seed: int = 0):
-        self.seed = int(seed)
+        self.seed = _check_seed('SinglePositiveLabel', seed)
 
     def __call__(self, labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
         positive = labels == 1                                     # (N, C)
@@ -223,6 +248,10 @@ class HideClasses:
         if isinstance(classes, str):
             from .splits import get_class_split
             classes = get_class_split(classes)
+        if not isinstance(classes, (list, tuple)) or not classes or \
+                not all(isinstance(c, str) for c in classes):
+            raise ValueError(f'HideClasses: classes must be a split name or a non-empty '
+                             f'list of class names, got {classes!r}')
         self.classes = tuple(classes)
 
     def __call__(self, labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:

@@ -6,6 +6,31 @@ import numpy as np
 
 LABEL_VALUES = (-1.0, 0.0, 1.0)
 
+# How a label matrix file writes positive / negative / unknown. Ours (and DualCoOp's):
+# 1 / 0 / -1. MKT, BiAM and LESA write 1 / -1 / 0, which read as ours would silently turn
+# every negative into "unknown" and every unknown into a negative.
+LABEL_CONVENTIONS = {
+    'ours': {1.0: 1.0, 0.0: 0.0, -1.0: -1.0},
+    'mkt': {1.0: 1.0, -1.0: 0.0, 0.0: -1.0},
+}
+
+
+def check_label_convention(convention) -> str:
+    if convention not in LABEL_CONVENTIONS:
+        raise ValueError(f'label_convention must be one of {tuple(LABEL_CONVENTIONS)} '
+                         f"('ours': 1/0/-1 = positive/negative/unknown; 'mkt': 1/-1/0 as "
+                         f'in MKT, BiAM, LESA), got {convention!r}')
+    return convention
+
+
+def to_our_convention(labels: np.ndarray, convention: str) -> np.ndarray:
+    """Map a {1, 0, -1} matrix written in ``convention`` to ours (1/0/-1 = pos/neg/unk)."""
+    mapping = LABEL_CONVENTIONS[check_label_convention(convention)]
+    out = np.empty_like(labels)
+    for theirs, ours in mapping.items():
+        out[labels == theirs] = ours
+    return out
+
 
 def read_lines(path: str, what: str = 'list') -> List[str]:
     """Stripped, non-empty lines of a text file."""
@@ -51,8 +76,14 @@ def check_label_values(labels: np.ndarray, source: str) -> None:
 
 
 def read_label_matrix(path: str, num_rows: Optional[int] = None,
-                      num_cols: Optional[int] = None) -> np.ndarray:
-    """Whitespace-separated label matrix, one row per image: float32 (N, C) in {1, 0, -1}."""
+                      num_cols: Optional[int] = None,
+                      convention: str = 'ours') -> np.ndarray:
+    """Whitespace-separated label matrix, one row per image: float32 (N, C) in {1, 0, -1}.
+
+    ``convention``: how the file writes labels (see :data:`LABEL_CONVENTIONS`); the
+    result is always in ours (1 / 0 / -1 = positive / negative / unknown).
+    """
+    check_label_convention(convention)
     if not osp.isfile(path):
         raise FileNotFoundError(f'label matrix file not found: {path}')
     try:
@@ -64,7 +95,7 @@ def read_label_matrix(path: str, num_rows: Optional[int] = None,
     if num_cols is not None and labels.shape[1] != num_cols:
         raise ValueError(f'{path}: {labels.shape[1]} label columns but {num_cols} classes')
     check_label_values(labels, path)
-    return labels
+    return to_our_convention(labels, convention)
 
 
 def parse_index_line(line: str, num_classes: int, source: str):

@@ -9,8 +9,8 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
-from .list_format import (read_class_names, read_image_list, read_label_matrix,
-                          read_lines)
+from .list_format import (check_label_convention, read_class_names, read_image_list,
+                          read_label_matrix, read_lines)
 
 
 def read_concept_column(path: str, num_images: int) -> np.ndarray:
@@ -43,7 +43,8 @@ class NUSWIDE(MultiLabelCLIPDataset):
 
         ann_file      image list, one relative path per line
         label_file    label matrix, one row per image: C values 1/0 (-1 = unknown)
-                      separated by spaces/tabs
+                      separated by spaces/tabs; with ``label_convention='mkt'``
+                      1/-1 (0 = unknown), as MKT / BiAM / LESA write them
         classes_file  one class name per line, in column order (81 or 1006 names)
 
     **Official release** (``label_dir``)::
@@ -75,6 +76,8 @@ class NUSWIDE(MultiLabelCLIPDataset):
         split (str | None): ``'Train'`` / ``'Test'`` suffix of the official label files.
         tag_file, tag_list_file (str | None): official 1k-tag matrix and names.
         label_set (str): with tag files, ``'all'``, ``'tags'`` or ``'concepts'``.
+        label_convention (str): values of ``label_file``: ``'ours'`` (1/0/-1 =
+            positive/negative/unknown) or ``'mkt'`` (1/-1/0). List format only.
         **kwargs: options of :class:`MultiLabelCLIPDataset`. Relative file paths are
             joined with ``data_root``.
     """
@@ -83,7 +86,7 @@ class NUSWIDE(MultiLabelCLIPDataset):
                  label_file: Optional[str] = None, label_dir: Optional[str] = None,
                  split: Optional[str] = 'Train', tag_file: Optional[str] = None,
                  tag_list_file: Optional[str] = None, label_set: str = 'all',
-                 **kwargs):
+                 label_convention: str = 'ours', **kwargs):
         if (label_file is None) == (label_dir is None):
             raise ValueError('NUSWIDE needs exactly one of label_file (list format) '
                              'and label_dir (official Groundtruth layout)')
@@ -99,6 +102,11 @@ class NUSWIDE(MultiLabelCLIPDataset):
         if label_set != 'all' and tag_file is None:
             raise ValueError(f'NUSWIDE label_set={label_set!r} needs tag_file and '
                              'tag_list_file (the 1006-label setting)')
+        check_label_convention(label_convention)
+        if label_convention != 'ours' and label_file is None:
+            raise ValueError(f'NUSWIDE: label_convention={label_convention!r} applies to '
+                             'label_file (list format); the official layout is 0/1')
+        self.label_convention = label_convention
         self.label_set = label_set
         self.classes_file = classes_file
         self.label_file = label_file
@@ -113,7 +121,7 @@ class NUSWIDE(MultiLabelCLIPDataset):
         classes = read_class_names(self.resolve_path(self.classes_file))
         if self.label_file is not None:
             labels = read_label_matrix(self.resolve_path(self.label_file),
-                                       len(rel_paths), len(classes))
+                                       len(rel_paths), len(classes), self.label_convention)
         else:
             classes, labels = self._load_official(classes, len(rel_paths))
         samples = [dict(img_path=self.image_path(p)) for p in rel_paths]

@@ -5,8 +5,8 @@ import numpy as np
 from mmpretrain.registry import DATASETS
 
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
-from .list_format import (parse_index_line, read_class_names, read_image_list,
-                          read_label_matrix, read_numbered_lines)
+from .list_format import (check_label_convention, parse_index_line, read_class_names,
+                          read_image_list, read_label_matrix, read_numbered_lines)
 
 
 @DATASETS.register_module()
@@ -29,13 +29,21 @@ class VisualGenome200(MultiLabelCLIPDataset):
         ann_file (str): image list or index-list file.
         classes_file (str): the class names.
         label_file (str | None): label matrix aligned with the image list.
+        label_convention (str): values of ``label_file``: ``'ours'`` (1/0/-1 =
+            positive/negative/unknown) or ``'mkt'`` (1/-1/0, MKT / BiAM / LESA).
         **kwargs: options of :class:`MultiLabelCLIPDataset`.
     """
 
     def __init__(self, data_root: str = '', ann_file: str = '', classes_file: str = '',
-                 label_file: Optional[str] = None, **kwargs):
+                 label_file: Optional[str] = None, label_convention: str = 'ours',
+                 **kwargs):
         if not classes_file:
             raise ValueError('VisualGenome200 needs classes_file')
+        check_label_convention(label_convention)
+        if label_convention != 'ours' and label_file is None:
+            raise ValueError(f'VisualGenome200: label_convention={label_convention!r} '
+                             'applies to label_file; index lists hold positives only')
+        self.label_convention = label_convention
         self.classes_file = classes_file
         self.label_file = label_file
         super().__init__(data_root=data_root, ann_file=ann_file, **kwargs)
@@ -45,7 +53,7 @@ class VisualGenome200(MultiLabelCLIPDataset):
         if self.label_file is not None:
             rel_paths = read_image_list(self.ann_file)
             labels = read_label_matrix(self.resolve_path(self.label_file),
-                                       len(rel_paths), len(classes))
+                                       len(rel_paths), len(classes), self.label_convention)
         else:
             lines = read_numbered_lines(self.ann_file, 'VG-200 list')
             rel_paths = []

@@ -1,2 +1,3 @@
 from .dump import DumpMultiLabelPredictions  # noqa: F401
 from .hooks import ClassNamesHook  # noqa: F401
+from .samplers import EpochSeededSampler  # noqa: F401

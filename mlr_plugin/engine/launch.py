@@ -37,7 +37,11 @@ def parse_cfg_options(options: Optional[Sequence[str]]) -> dict:
 
 
 def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
-    """Load a config file with every mlr_plugin module registered."""
+    """Load a config file with every mlr_plugin module registered.
+
+    Misspelt top-level keys (``modle``, ``trian_cfg``), in the file or in
+    ``cfg_options``, are an error naming the likely key.
+    """
     import mlr_plugin  # noqa: F401  (registers modules, applies the shims)
     from mmengine.config import Config
 
@@ -45,9 +49,13 @@ def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
         raise FileNotFoundError(f'config file not found: {config}')
     from mmengine.registry import init_default_scope
 
+    from .config_checks import check_top_level_keys
+
     cfg = Config.fromfile(config)
+    check_top_level_keys(cfg, config)
     options = parse_cfg_options(cfg_options)
     if options:
+        check_top_level_keys([key.split('.', 1)[0] for key in options], '--cfg-options')
         cfg.merge_from_dict(options)
     # string types resolve in mmpretrain's registries, also outside a Runner
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))

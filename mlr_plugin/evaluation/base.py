@@ -4,6 +4,10 @@ A subclass only implements ``_compute(scores, target, class_names) -> dict``; th
 collects ``pred_score`` / ``gt_score`` from the data samples, stacks them to ``(N, C)``
 and runs ``_compute`` once on all classes and once per named class subset (keys
 prefixed ``<subset>/``), so one GZSL test run also reports ZSL on the unseen classes.
+
+With ``drop_empty_rows=True`` each class set is scored only on the images holding a
+positive among *its* classes (the zero-shot reference protocol: ZSL on the val images
+with an unseen class, GZSL on those with one of the 65 classes).
 """
 from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence, Union
@@ -66,6 +70,10 @@ class MultiLabelBaseMetric(BaseMetric):
         class_subsets (dict[str, list[str]], optional): extra evaluations on a subset
             of the columns, e.g. ``dict(zsl=[...17 unseen names...])`` gives
             ``zsl/mAP``. Names are looked up in ``dataset_meta['classes']``.
+        drop_empty_rows (bool): for every evaluated class set (all classes, and each
+            entry of ``class_subsets``), drop the images without a positive (``1``)
+            among that set's classes before computing its metrics (COCO/NUS-WIDE
+            zero-shot protocol of the reference code). Default False: every image.
         collect_device, prefix, collect_dir: as in :class:`mmengine.evaluator.BaseMetric`.
             Without ``prefix`` the keys are bare (``mAP``, ``CF1``, ``zsl/P@3``).
     """
@@ -74,12 +82,16 @@ class MultiLabelBaseMetric(BaseMetric):
 
     def __init__(self,
                  class_subsets: Optional[Dict[str, List[str]]] = None,
+                 drop_empty_rows: bool = False,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix,
                          collect_dir=collect_dir)
         self.class_subsets = _check_class_subsets(class_subsets)
+        if not isinstance(drop_empty_rows, (bool, np.bool_)):
+            raise ValueError(f'drop_empty_rows must be True or False, got {drop_empty_rows!r}')
+        self.drop_empty_rows = bool(drop_empty_rows)
 
     @BaseMetric.dataset_meta.setter
     def dataset_meta(self, dataset_meta: dict) -> None:
@@ -124,13 +136,25 @@ class MultiLabelBaseMetric(BaseMetric):
         target = torch.stack([r['gt_score'] for r in results]).numpy()
         class_names = self._class_names(scores.shape[1])
 
-        metrics = self._compute(scores, target, class_names)
+        metrics = self._compute(*self._rows(scores, target, 'all classes'), class_names)
         for subset, index in self._subset_indices(class_names).items():
-            sub_metrics = self._compute(scores[:, index], target[:, index],
+            sub_scores, sub_target = self._rows(scores[:, index], target[:, index],
+                                                f'class_subsets[{subset!r}]')
+            sub_metrics = self._compute(sub_scores, sub_target,
                                         [class_names[i] for i in index], is_subset=True)
             metrics.update({f'{subset}/{key}': value for key, value in sub_metrics.items()})
         # summary numbers first, the long per-class list (``AP/<name>``) last.
         return dict(sorted(metrics.items(), key=lambda item: item[0].startswith('AP/')))
+
+    def _rows(self, scores: np.ndarray, target: np.ndarray, what: str):
+        """The rows one class set is scored on (all, or those with a positive)."""
+        if not self.drop_empty_rows:
+            return scores, target
+        keep = (target == 1).any(axis=1)
+        if not keep.any():
+            raise ValueError(f'{type(self).__name__}: drop_empty_rows=True leaves no image '
+                             f'for {what} (no image has a positive among its classes)')
+        return scores[keep], target[keep]
 
     @abstractmethod
     def _compute(self, scores: np.ndarray, target: np.ndarray, class_names: List[str],

@@ -1,7 +1,11 @@
 """Registered multi-label metrics (mmpretrain ``METRICS``).
 
 Every metric reads ``data_sample['pred_score']`` (C,) and ``data_sample['gt_score']``
-(C,) in ``{1, 0, -1}`` and returns numbers in %. The three building blocks
+(C,) in ``{1, 0, -1}`` and returns numbers in %. Ties are handled deterministically:
+AP is tie-aware (tied scores form one operating point, as in
+``sklearn.metrics.average_precision_score``, so the order of tied images does not
+matter) and top-k predictions (``*_top<k>``, ``P@k``) break ties by class index (the
+lower index wins). The three building blocks
 (``_map_metrics``, ``_prf_metrics``, ``_topk_metrics``) are shared by the single-purpose
 metrics and by :class:`MultiLabelRecognitionMetric`, which configs use as one entry.
 """
@@ -137,8 +141,14 @@ class MultiLabelRecognitionMetric(MultiLabelBaseMetric):
         thr, topk, cf1: as in :class:`MultiLabelPRF`; ``topk=None`` skips the top-k
             CP..OF1 variants.
         ks (int | Sequence[int] | None): K values for P/R/F1@K; ``None`` skips them.
+        drop_empty_rows (bool): score each class set (all classes and every
+            ``class_subsets`` entry) only on the images with a positive among its
+            classes; the COCO zero-shot protocol (ZSL on images with an unseen class,
+            GZSL on images with one of the 65). Default False: all images.
         class_subsets, collect_device, prefix, collect_dir: see
             :class:`MultiLabelBaseMetric`.
+
+    AP is tie-aware (tied scores are one threshold); top-k breaks ties by class index.
     """
 
     def __init__(self,

@@ -41,12 +41,12 @@ train_loader = dict(
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='EpochSeededSampler', shuffle=True),
 )
 test_loader = dict(
     batch_size=64,
     num_workers=8,
     persistent_workers=True,
     pin_memory=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    sampler=dict(type='EpochSeededSampler', shuffle=False),
 )
