@@ -146,6 +146,31 @@ def _check_input_size(cfg):
                 assert step.shape == size // 2
 
 
+def test_224px_pipelines_match_the_448px_ones_but_for_the_size():
+    """common_224px.py restates common.py's pipelines at 224 px: same steps, same
+    options, only the size-dependent values differ."""
+    def sized(pipeline, size):
+        out = []
+        for step in pipeline:
+            step = step.to_dict() if hasattr(step, 'to_dict') else dict(step)
+            for key, value in (('target_size', size), ('shape', size // 2)):
+                if key in step:
+                    assert step[key] == value, (step, size)
+                    step[key] = 'S' if key == 'target_size' else 'S/2'
+            if 'scale' in step:
+                assert step['scale'] in (size, (size, size), [size, size]), (step, size)
+                step['scale'] = 'S'
+            out.append(step)
+        return out
+
+    base = CONFIG_DIR / '_base_' / 'datasets'
+    cfg448 = Config.fromfile(str(base / 'common.py'))
+    cfg224 = Config.fromfile(str(base / 'common_224px.py'))
+    assert (cfg448.image_size, cfg224.image_size) == (448, 224)
+    for key in ('train_pipeline', 'train_pipeline_rrc', 'test_pipeline'):
+        assert sized(cfg224[key], 224) == sized(cfg448[key], 448), key
+
+
 def _read_base_imports(path):
     """Relative modules imported inside ``with read_base():`` of a config file."""
     tree = ast.parse(path.read_text())

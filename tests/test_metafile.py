@@ -34,7 +34,8 @@ def test_names_unique_and_every_config_listed_exactly_once():
     assert all(c is not None for c in listed)
     for config in listed:
         assert osp.isfile(config), f'{config} is listed but does not exist'
-    assert sorted(osp.realpath(c) for c in listed) == sorted(osp.realpath(p) for p in CONFIGS)
+    expected = sorted(osp.realpath(p) for p in CONFIGS)
+    assert sorted(osp.realpath(c) for c in listed) == expected
     for metafile, model in models:
         # a metafile lists only the configs of its own folder
         assert osp.dirname(model['Config']) == str(metafile.parent)
@@ -84,11 +85,13 @@ def test_work_dir_falls_back_to_the_config_stem(tmp_path):
     folder = tmp_path / 'configs' / 'mine'
     folder.mkdir(parents=True)
     (folder / 'metafile.yml').write_text(
-        'Models:\n  - Name: other\n    In Collection: X\n    Config: configs/mine/other.py\n')
+        'Models:\n  - Name: other\n    In Collection: X\n'
+        '    Config: configs/mine/other.py\n')
     (folder / 'unlisted.py').write_text('x = 1\n')
     (folder / 'other.py').write_text('x = 1\n')
     assert model_name_for_config(str(folder / 'unlisted.py')) is None
-    assert default_work_dir(str(folder / 'unlisted.py')) == osp.join('work_dirs', 'unlisted')
+    unlisted = str(folder / 'unlisted.py')
+    assert default_work_dir(unlisted) == osp.join('work_dirs', 'unlisted')
     assert model_name_for_config(str(folder / 'other.py')) == 'other'
 
 

@@ -1,5 +1,5 @@
-# DualCoOp++ (docs/methods.md section 2): evidential + positive + negative contexts (21 each,
-# class-specific), evidence-guided region aggregation with a learnable temperature,
+# DualCoOp++ (docs/methods.md section 2): evidential + positive + negative contexts (21
+# each, class-specific), evidence-guided region aggregation with a learnable temperature,
 # Winner-Take-All, pair-softmax ASL (sum x 0.02). Dense RN101 features without the mean
 # token and positional embedding (196 tokens at 448 px), as in the authors' code.
 # Importing the classifier class (instead of naming it as a string) loads mlr_plugin,
