@@ -1,6 +1,14 @@
 # Runtime shared by every mlr_plugin config (mmengine Runner, mmpretrain scope).
 default_scope = 'mmpretrain'
 
+# The plugin to import before anything is built. mmengine's Config.fromfile honours
+# custom_imports only for old-style (`_base_ = [...]`) configs; these configs use
+# `read_base()` (lazy import), where it is kept as plain data. What loads mlr_plugin under
+# mmengine's / mmpretrain's own tools is the model bases' `from mlr_plugin.models import
+# CLIPPromptClassifier`: the Runner builds the model (and so imports the plugin, which
+# registers its datasets, transforms, metrics and hooks) before any of those.
+custom_imports = dict(imports=['mlr_plugin'], allow_failed_imports=False)
+
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     # progress readout: iteration, ETA, losses, lr, time per iteration

@@ -4,11 +4,7 @@
 from mmengine.config import read_base
 
 with read_base():
-    from .dualcoop_p10 import *  # noqa: F401,F403
+    from .dualcoop_p10 import *  # noqa: F401,F403  (same method: its demo-CLIP settings)
+    from .._base_.datasets.demo_world_zsl import *  # noqa: F401,F403  (replaces the data)
 
 model.prompt_learner.update(class_specific=False, num_classes=None)
-train_dataloader.dataset.classes = 'demo_seen15'
-train_dataloader.dataset.label_simulation = None
-val_evaluator = dict(type='MultiLabelRecognitionMetric', ks=(3, 5),
-                     class_subsets=dict(zsl='demo_unseen5'))
-test_evaluator = val_evaluator

@@ -5,38 +5,15 @@
 from mmengine.config import read_base
 
 with read_base():
-    from .._base_.datasets.nuswide import *  # noqa: F401,F403
+    from .._base_.datasets.nuswide_zsl_224px import *  # noqa: F401,F403
     from .._base_.default_runtime import *  # noqa: F401,F403
     from .._base_.models.dualcoop_rn101 import *  # noqa: F401,F403
     from .._base_.schedules.sgd_cosine_50e import *  # noqa: F401,F403
 
-model.backbone.model_name = 'RN50'
-model.backbone.image_size = 224
-model.prompt_learner.n_ctx = 64
-model.prompt_learner.class_specific = False
-model.prompt_learner.num_classes = None
+model.backbone.update(model_name='RN50', image_size=224)
+model.prompt_learner.update(n_ctx=64, class_specific=False, num_classes=None)
 model.num_train_classes = 100
 # the authors' zero-shot NUS-WIDE settings
 model.head.loss.loss_weight = 0.01
 optim_wrapper.optimizer.lr = 0.001
 param_scheduler[0].factor = 1e-5 / 0.001
-
-train_dataloader.dataset.pipeline[0].target_size = 224
-train_dataloader.dataset.pipeline[1].scale = (224, 224)
-train_dataloader.dataset.pipeline[4].shape = 112
-val_dataloader.dataset.pipeline[0].target_size = 224
-val_dataloader.dataset.pipeline[1].scale = (224, 224)
-
-train_dataloader.dataset.update(
-    tag_file='NUS_WID_Tags/Train_Tags1k.dat',
-    tag_list_file='NUS_WID_Tags/TagList1k.txt',
-    label_set='tags',
-    label_simulation=None)
-val_dataloader.dataset.update(
-    tag_file='NUS_WID_Tags/Test_Tags1k.dat',
-    tag_list_file='NUS_WID_Tags/TagList1k.txt',
-    label_set='all')
-val_evaluator = dict(type='MultiLabelRecognitionMetric', ks=(3, 5),
-                     class_subsets=dict(zsl='nuswide_concepts81'))
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator

@@ -62,6 +62,15 @@ def load_config(config: str, cfg_options: Optional[Sequence[str]] = None):
     return cfg
 
 
+def default_work_dir(config: str) -> str:
+    """``work_dirs/<model name>`` when the ``metafile.yml`` next to the config lists it
+    (names are unique across methods: dualcoop/coco_p30.py and dualcoop_pp/coco_p30.py
+    do not share a folder), else ``work_dirs/<config file stem>`` (OpenMMLab's default)."""
+    from .metafile import model_name_for_config
+    name = model_name_for_config(config)
+    return osp.join('work_dirs', name or osp.splitext(osp.basename(config))[0])
+
+
 def build_runner_config(config: str, work_dir: Optional[str] = None,
                         cfg_options: Optional[Sequence[str]] = None,
                         launcher: str = 'none', amp: str = 'off'):
@@ -70,10 +79,7 @@ def build_runner_config(config: str, work_dir: Optional[str] = None,
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        # work_dirs/<method folder>/<config name>: dualcoop/coco_p30.py and
-        # dualcoop_pp/coco_p30.py must not share (and overwrite) one folder
-        folder = osp.basename(osp.dirname(osp.abspath(config)))
-        cfg.work_dir = osp.join('work_dirs', folder, osp.splitext(osp.basename(config))[0])
+        cfg.work_dir = default_work_dir(config)
 
     if amp == 'on' and not torch.cuda.is_available():
         raise RuntimeError('--amp on needs a CUDA GPU (mmengine AmpOptimWrapper); '
