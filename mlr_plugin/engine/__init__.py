@@ -1,2 +1,3 @@
+from .checkpointing import AtomicCheckpointHook  # noqa: F401
 from .dump import DumpMultiLabelPredictions  # noqa: F401
 from .hooks import ClassNamesHook  # noqa: F401
