@@ -1,5 +1,6 @@
 """The environment shims of mlr_plugin.compat (ENVIRONMENT.md items 1-2)."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -32,7 +33,37 @@ def test_config_with_stdlib_imports_loads_and_dumps(tmp_path):
     assert Config.fromfile(str(out)).z == 'data/coco/train2014'
 
 
-def test_weights_only_load_accepts_mmengine_checkpoint_objects(tmp_path):
+def test_config_with_stdlib_import_builds_a_runner_and_trains(tmp_path):
+    """The Runner deep-copies its config: the ``os`` module must not be in it."""
+    from mmengine.runner import Runner
+    from test_tools import REPO, coco_options
+
+    from mlr_plugin.datasets.demo_world import generate_demo_world
+    from mlr_plugin.engine.launch import build_runner_config
+
+    world = tmp_path / 'world'
+    generate_demo_world(world, seed=1, num_train=8, num_val=4, num_test=4, image_size=64)
+    configs = tmp_path / 'configs'
+    shutil.copytree(REPO / 'configs', configs)
+    (configs / 'dualcoop_pp' / 'with_os.py').write_text(
+        'import os\n'
+        'from mmengine.config import read_base\n\n'
+        'with read_base():\n'
+        '    from .coco_p30 import *  # noqa\n\n'
+        f"work_dir = os.path.join({str(tmp_path)!r}, 'work')\n")
+    options = coco_options(world) + ['model.prompt_learner.num_classes=20',
+                                     'train_dataloader.dataset.pipeline.4.shape=32',
+                                     'train_cfg.max_epochs=1', 'train_cfg.val_interval=2']
+    cfg = build_runner_config(str(configs / 'dualcoop_pp' / 'with_os.py'),
+                              cfg_options=options)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert runner.iter == 1  # 8 images, batch 8
+    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
+
+
+def test_checkpoint_loader_accepts_mmengine_objects_plain_torch_does_not(tmp_path):
+    from mlr_plugin.compat import load_checkpoint_file
     buffer = HistoryBuffer()
     buffer.update(1.5)
     buffer.update(2.5)
@@ -41,10 +72,13 @@ def test_weights_only_load_accepts_mmengine_checkpoint_objects(tmp_path):
                    dtype=np.dtype('float64'), scalar=np.float64(0.25))
     path = tmp_path / 'ckpt.pth'
     torch.save(payload, path)
-    loaded = torch.load(path, weights_only=True)
+    loaded = load_checkpoint_file(path)
     assert loaded['message_hub']['log_scalars']['loss'].mean() == pytest.approx(2.0)
     np.testing.assert_array_equal(loaded['arr'], payload['arr'])
     assert loaded['dtype'] == np.dtype('float64') and loaded['scalar'] == 0.25
+    # the allow-list lasted for that load only
+    with pytest.raises(Exception, match='HistoryBuffer'):
+        torch.load(path, weights_only=True)
 
 
 class NotAllowlisted:
@@ -52,10 +86,13 @@ class NotAllowlisted:
 
 
 def test_weights_only_still_refuses_arbitrary_objects(tmp_path):
+    from mlr_plugin.compat import CheckpointError, load_checkpoint_file
     path = tmp_path / 'evil.pth'
     torch.save({'x': NotAllowlisted()}, path)
     with pytest.raises(Exception, match='NotAllowlisted'):
         torch.load(path, weights_only=True)
+    with pytest.raises(CheckpointError, match=r'^checkpoint .* refused .*NotAllowlisted'):
+        load_checkpoint_file(path)
 
 
 def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):

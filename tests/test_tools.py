@@ -12,6 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mlr_plugin.compat import load_checkpoint_file
 from mlr_plugin.datasets.demo_world import DEMO_CLASSES, DEMO_SEEN, DEMO_UNSEEN, \
     generate_demo_world
 
@@ -93,9 +94,10 @@ def test_train_resume_test_infer_partial_labels(world, tmp_path, capsys):
     first_labels = runner.train_dataloader.dataset.get_label_matrix()
     known = (first_labels != -1).mean()
     assert 0.1 < known < 0.5  # 30% of 24 x 20 entries, within sampling error
-    ckpt = torch.load(work / 'epoch_2.pth', weights_only=True, map_location='cpu')
-    assert set(ckpt['state_dict']) - {'_extra_state'} == {'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos',
-                                       'prompt_learner.ctx_neg', 'head.log_temperature'}
+    ckpt = load_checkpoint_file(work / 'epoch_2.pth')
+    assert set(ckpt['state_dict']) - {'_extra_state'} == {
+        'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos', 'prompt_learner.ctx_neg',
+        'head.log_temperature'}
     assert ckpt['meta']['dataset_meta']['classes'] == DEMO_CLASSES
     assert (work / 'best_mAP_epoch_1.pth').is_file() or \
         (work / 'best_mAP_epoch_2.pth').is_file()
@@ -106,7 +108,7 @@ def test_train_resume_test_infer_partial_labels(world, tmp_path, capsys):
     assert runner.epoch == 3 and (work / 'epoch_3.pth').is_file()
     np.testing.assert_array_equal(runner.train_dataloader.dataset.get_label_matrix(),
                                   first_labels)
-    resumed = torch.load(work / 'epoch_3.pth', weights_only=True, map_location='cpu')
+    resumed = load_checkpoint_file(work / 'epoch_3.pth')
     assert not torch.equal(resumed['state_dict']['prompt_learner.ctx_pos'],
                            ckpt['state_dict']['prompt_learner.ctx_pos'])
 
@@ -150,7 +152,7 @@ def test_train_and_test_zero_shot(world, tmp_path, capsys):
     work = tmp_path / 'work'
     runner = train.main([str(config), '--work-dir', str(work)])
     assert runner.train_dataloader.dataset.metainfo['classes'] == DEMO_SEEN
-    ckpt = torch.load(work / 'epoch_1.pth', weights_only=True, map_location='cpu')
+    ckpt = load_checkpoint_file(work / 'epoch_1.pth')
     assert ckpt['state_dict']['prompt_learner.ctx_pos'].shape == (4, 32)  # shared context
     metrics = test.main([str(config), str(work / 'epoch_1.pth'),
                          '--work-dir', str(tmp_path / 't')])

@@ -30,7 +30,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mlr_plugin.apis import MultiLabelInferencer
-    from mlr_plugin.engine.dump import write_json_atomic
+    from mlr_plugin.fileio import write_json_atomic
 
     classes = args.classes
     if args.classes_file:
@@ -51,4 +51,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mlr_plugin.compat import CheckpointError
+    try:
+        main()
+    except CheckpointError as error:  # a bad file, not a bug: one line, no traceback
+        sys.exit(f'error: {error}')

@@ -66,4 +66,8 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mlr_plugin.compat import CheckpointError
+    try:
+        main()
+    except CheckpointError as error:  # a bad file, not a bug: one line, no traceback
+        sys.exit(f'error: {error}')

@@ -11,6 +11,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+from mmengine.hooks import Hook  # noqa: E402
+
 from mlr_plugin.engine.launch import build_runner_config, setup_distributed  # noqa: E402
 
 
@@ -21,7 +23,8 @@ def parse_args(argv=None):
                         '(default: work_dirs/<config name>)')
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from this checkpoint, or from the latest one in '
-                        'the work dir when no path is given')
+                        'the work dir when no path is given (the one last_checkpoint '
+                        'names, else the newest loadable epoch_*/iter_*.pth)')
     parser.add_argument('--amp', choices=['auto', 'on', 'off'], default='auto',
                         help='bf16 mixed precision: auto = on when CUDA is available')
     parser.add_argument('--no-validate', action='store_true',
@@ -48,25 +51,55 @@ def main(argv=None):
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint.pop('save_best', None)
+    resume_note = ''
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        from mlr_plugin.engine.checkpointing import find_resume_checkpoint
+        resume_from, resume_note = find_resume_checkpoint(cfg.work_dir)
+        cfg.resume, cfg.load_from = resume_from is not None, resume_from
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
+    if resume_note:
+        runner.logger.info(resume_note)
+    validation = FinalValidation()
+    runner.register_hook(validation, priority='LOWEST')
     runner.train()
-    summary = final_validation_summary(runner)
+    summary = final_validation_summary(validation.metrics)
     if summary:
         runner.logger.info(f'final validation: {summary}  (work dir: {runner.work_dir})')
     return runner
 
 
-def final_validation_summary(runner, keys=('mAP', 'CF1', 'OF1', 'zsl/mAP')) -> str:
-    """'mAP 61.20 | CF1 55.10 | ...' from the last validation, '' without one."""
-    scalars = runner.message_hub.log_scalars
-    parts = [f'{key} {scalars[f"val/{key}"].current():.2f}' for key in keys
-             if f'val/{key}' in scalars]
-    return ' | '.join(parts)
+class FinalValidation(Hook):
+    """Keeps the metrics of the validations run in this process, and validates once
+    more after training when the last one did not see the final weights (a run resumed
+    from a checkpoint written before its final validation trains nothing more, so
+    mmengine would not validate it)."""
+
+    def __init__(self):
+        self.metrics = None
+        self.validated_at = None
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self.metrics = dict(metrics or {})
+        self.validated_at = runner.iter
+
+    def after_train(self, runner) -> None:
+        if runner.val_loop is not None and self.validated_at != runner.iter:
+            runner.logger.info('the final weights were not validated in this run: '
+                               'validating them now')
+            runner.val_loop.run()
+
+
+def final_validation_summary(metrics, keys=('mAP', 'CF1', 'OF1', 'zsl/mAP')) -> str:
+    """'mAP 61.20 | CF1 55.10 | ...' from validation metrics, '' without any."""
+    metrics = metrics or {}
+    return ' | '.join(f'{key} {metrics[key]:.2f}' for key in keys if key in metrics)
 
 
 if __name__ == '__main__':
-    main()
+    from mlr_plugin.compat import CheckpointError
+    try:
+        main()
+    except CheckpointError as error:  # a bad file, not a bug: one line, no traceback
+        sys.exit(f'error: {error}')

@@ -118,8 +118,7 @@ class MultiLabelInferencer:
 
 
 def _read_checkpoint_meta(path: str) -> dict:
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint not found: {path}')
-    import mlr_plugin  # noqa: F401  (safe-globals shim for torch.load)
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    # the same scoped weights-only loader as mmengine's load_from / resume
+    from mlr_plugin.compat import load_checkpoint_file
+    ckpt = load_checkpoint_file(path, map_location='cpu')
     return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}

@@ -1,17 +1,10 @@
 """Write per-image predictions of a test run to JSON (``tools/test.py --out``)."""
-import json
 from typing import Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 from mmpretrain.registry import METRICS
 
-from mlr_plugin.fileio import atomic_open
-
-
-def write_json_atomic(obj, path: str) -> None:
-    """Write JSON to ``path`` so that a failed run leaves no partial file."""
-    with atomic_open(path) as f:
-        json.dump(obj, f)
+from mlr_plugin.fileio import write_json_atomic
 
 
 @METRICS.register_module()

@@ -20,7 +20,6 @@ the weights.
 """
 import argparse
 import hashlib
-import json
 import math
 import os
 import platform
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mlr_plugin.datasets.demo_world import (DEMO_COLOURS, DEMO_SHAPES,  # noqa: E402
                                             make_captions)
-from mlr_plugin.fileio import atomic_open  # noqa: E402
+from mlr_plugin.fileio import atomic_open, write_json_atomic  # noqa: E402
 from tiny_clip_eval import evaluate_clip, load_demo_split  # noqa: E402
 
 
@@ -276,13 +275,6 @@ def save_fp16_safetensors(model, path: Path) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def write_json_atomic(obj, path: Path):
-    with atomic_open(path, 'w') as f:
-        json.dump(obj, f, indent=2)
-        f.write('\n')
-    _readable_by_all(path)
-
-
 def main(argv=None):
     args = parse_args(argv)
     if not 1 <= args.threads <= 2:
@@ -365,7 +357,8 @@ def main(argv=None):
         command='python tools/demo/train_tiny_clip.py ' + ' '.join(
             sys.argv[1:] if argv is None else argv),
     )
-    write_json_atomic(card, out.with_suffix('.json'))
+    write_json_atomic(card, out.with_suffix('.json'), indent=2)
+    _readable_by_all(out.with_suffix('.json'))
     print(f'saved {out} ({out.stat().st_size / 2**20:.1f} MiB) and its card '
           f'{out.with_suffix(".json")} in {time.time() - wall_start:.0f}s', flush=True)
 
