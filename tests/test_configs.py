@@ -263,7 +263,7 @@ def test_plugin_loads_under_mmengine_own_tools(tmp_path):
     result = [line for line in out.stdout.splitlines() if line.startswith('RESULT')]
     assert result, out.stdout[-2000:]
     assert result[-1].split()[1:] == [
-        'mlr_plugin.models.classifier', 'CLIPPromptClassifier', 'True']
+        'mlr_plugin.models.classifiers.clip_prompt', 'CLIPPromptClassifier', 'True']
 
 
 def _lr_sequence(schedule_cfg, base_lr, epochs):

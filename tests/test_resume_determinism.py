@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mlr_plugin.compat import load_checkpoint_file
 from mlr_plugin.datasets import CocoMultiLabel
 from mlr_plugin.datasets.demo_world import generate_demo_world
 from mlr_plugin.datasets.seeding import SeededIndex
@@ -57,7 +58,7 @@ def _options(root, max_epochs):
 
 
 def _state(path):
-    return torch.load(path, weights_only=True, map_location='cpu')['state_dict']
+    return load_checkpoint_file(path)['state_dict']
 
 
 def test_resumed_run_is_bit_identical_with_persistent_workers(world, tmp_path):
@@ -74,7 +75,9 @@ def test_resumed_run_is_bit_identical_with_persistent_workers(world, tmp_path):
     expected, resumed = _state(straight / 'epoch_2.pth'), _state(stopped / 'epoch_2.pth')
     assert set(expected) == set(resumed)
     for key in expected:
-        assert not torch.equal(expected[key], first[key]) or key == 'head.log_temperature'
+        # every weight trained (the checkpoint record and a barely moving scalar aside)
+        assert not torch.equal(expected[key], first[key]) or key in (
+            'head.log_temperature', '_extra_state')
         assert torch.equal(expected[key], resumed[key]), key
     assert type(runner.train_dataloader.sampler).__name__ == 'EpochSeededSampler'
 
