@@ -6,7 +6,8 @@ from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from mlr_plugin.models.checkpoint import read_record
+from mlr_plugin.models.checkpoint import (CheckpointMismatchError, read_record,
+                                          require_complete)
 
 NAMES = ['cat', 'dog', 'bus']
 GT = torch.tensor([[1., 0., -1.], [0., 1., 0.], [-1., 0., 1.]])
@@ -83,6 +84,8 @@ def test_two_stage_checkpoint_keeps_stage_one_weights_and_reloads_bit_identicall
                                                       'prompt_learner.ctx_pos']
     for name, value in tuned.items():
         assert torch.equal(dict(stage2.named_parameters())[name], value)
+    with pytest.raises(CheckpointMismatchError, match='earlier training stage'):
+        require_complete(stage2, 'stage1.pth')  # what tools/test.py and infer check
     train_step(stage2)
     saved = stage2.state_dict()
     # the frozen-again blocks stay in the checkpoint: "frozen" is not "pretrained"
@@ -95,6 +98,7 @@ def test_two_stage_checkpoint_keeps_stage_one_weights_and_reloads_bit_identicall
     assert not torch.equal(scores(fresh), scores(stage2))
     load_checkpoint(fresh, str(tmp_path / 'stage2.pth'), map_location='cpu', strict=True)
     assert fresh.last_load_report['initialised'] == []
+    require_complete(fresh, 'stage2.pth')
     assert torch.equal(scores(fresh), scores(stage2))
     assert torch.equal(scores(fresh, seed=9), scores(stage2, seed=9))
 
@@ -152,8 +156,42 @@ def test_record_is_plain_data_and_loads_with_weights_only(tmp_path):
 
 def test_digest_follows_in_place_changes():
     model = rn_model()
-    before = read_record(model.state_dict()['_extra_state'])['frozen']['backbone.clip.visual.conv1.weight']
+    name = 'backbone.clip.visual.conv1.weight'
+    before = read_record(model.state_dict()['_extra_state'])['frozen'][name]
     with torch.no_grad():
         model.backbone.clip.visual.conv1.weight.add_(1.0)
-    after = read_record(model.state_dict()['_extra_state'])['frozen']['backbone.clip.visual.conv1.weight']
+    after = read_record(model.state_dict()['_extra_state'])['frozen'][name]
     assert before[0] != after[0]
+
+
+def test_tools_test_refuses_a_wrong_class_count_in_one_line(tmp_path):
+    """tools/test.py with a 20-class checkpoint on a 15-class model: used to warn, exit 0
+    and print an mAP for untrained prompts; now one line naming both shapes."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_tools import coco_options
+
+    from mlr_plugin.datasets.demo_world import generate_demo_world
+    repo = Path(__file__).parent.parent
+    root = tmp_path / 'world'
+    generate_demo_world(root, seed=1, num_train=4, num_val=4, num_test=4, image_size=64)
+    config = str(repo / 'configs/dualcoop/coco_p30.py')
+    opts = coco_options(root)
+    spec = importlib.util.spec_from_file_location('tool_train', repo / 'tools/train.py')
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    train.main([config, '--work-dir', str(tmp_path / 'w20'), '--cfg-options', *opts,
+                'model.prompt_learner.num_classes=20', 'train_cfg.max_epochs=1',
+                'train_cfg.val_interval=5'])
+    proc = subprocess.run(
+        [sys.executable, str(repo / 'tools/test.py'), config, str(tmp_path / 'w20/epoch_1.pth'),
+         '--work-dir', str(tmp_path / 't'), '--cfg-options', *opts,
+         'model.prompt_learner.num_classes=15'],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: checkpoint entry prompt_learner.ctx_') and \
+        '(20, 16, 32) but the model has (15, 16, 32)' in last, proc.stderr[-2000:]

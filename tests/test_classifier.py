@@ -148,8 +148,9 @@ def test_state_dict_holds_only_trainable_entries():
     model = build(dualcoop_cfg())
     assert tensor_keys(model.state_dict()) == ['prompt_learner.ctx_pos', 'prompt_learner.ctx_neg']
     pp = build(dualcoop_pp_cfg())
-    assert set(tensor_keys(pp.state_dict())) == {'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos',
-                                    'prompt_learner.ctx_neg', 'head.log_temperature'}
+    assert set(tensor_keys(pp.state_dict())) == {
+        'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos', 'prompt_learner.ctx_neg',
+        'head.log_temperature'}
 
 
 def test_checkpoint_size_formula():
@@ -447,3 +448,19 @@ def test_handcrafted_baseline_has_nothing_to_train():
     # any names, any number of them
     model.set_class_names(['kite', 'umbrella'])
     assert scores(model, x).shape == (2, 2)
+
+
+# ---------------------------------------------------------------- 8. normalisation
+def test_data_preprocessor_defaults_to_the_backbones_mean_and_std():
+    """One source of image normalisation: the weights' own mean/std (x 255), unless the
+    config gives its own."""
+    model = build(dualcoop_cfg())
+    expected_mean = torch.tensor([255 * m for m in model.backbone.image_mean]).view(-1, 1, 1)
+    expected_std = torch.tensor([255 * s for s in model.backbone.image_std]).view(-1, 1, 1)
+    torch.testing.assert_close(model.data_preprocessor.mean, expected_mean)
+    torch.testing.assert_close(model.data_preprocessor.std, expected_std)
+    fake = SimpleNamespace(image_mean=(0.5, 0.25, 0.125), image_std=(0.2, 0.2, 0.2))
+    cfg = type(model)._preprocessor_cfg(None, fake)
+    assert cfg['mean'] == [127.5, 63.75, 31.875] and cfg['std'] == [51.0, 51.0, 51.0]
+    own = type(model)._preprocessor_cfg(dict(mean=[1, 2, 3], std=[4, 5, 6]), fake)
+    assert own['mean'] == [1, 2, 3] and own['type'] == 'ClsDataPreprocessor'

@@ -9,7 +9,7 @@ from mlr_plugin.models.losses import PairSoftmaxASL, PartialSigmoidASL
 
 
 def _loop_asl(probs, target, gamma_pos=1.0, gamma_neg=2.0, clip=0.05, eps=1e-8):
-    """METHODS 0.3 written out entry by entry; returns (sum, number of known entries)."""
+    """docs/methods.md 0.3 written out entry by entry; returns (sum, number of known entries)."""
     total, known = 0.0, 0
     for p, y in zip(probs.flatten().tolist(), target.flatten().tolist()):
         if y == 1:

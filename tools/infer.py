@@ -51,8 +51,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from mlr_plugin.compat import CheckpointError
-    try:
-        main()
-    except CheckpointError as error:  # a bad file, not a bug: one line, no traceback
-        sys.exit(f'error: {error}')
+    from mlr_plugin.engine.launch import run_cli
+    run_cli(main)

@@ -5,13 +5,13 @@
     python tools/test.py configs/dualcoop/coco_zsl_handcrafted.py       # nothing to load
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-from mlr_plugin.engine.launch import build_runner_config, setup_distributed  # noqa: E402
+from mlr_plugin.engine.launch import (add_runner_args, build_runner_config,  # noqa: E402
+                                     parse_runner_args, run_cli, setup_distributed)
 
 
 def parse_args(argv=None):
@@ -25,14 +25,8 @@ def parse_args(argv=None):
                         'to this .json file')
     parser.add_argument('--amp', choices=['auto', 'on', 'off'], default='auto',
                         help='bf16 autocast at test time (auto = on with CUDA)')
-    parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help='override config entries')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_args(parser)
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None):
@@ -49,7 +43,7 @@ def main(argv=None):
         raise ValueError(f'--out must be a .json file, got {args.out}')
     cfg = build_runner_config(args.config, work_dir=args.work_dir,
                               cfg_options=args.cfg_options, launcher=args.launcher)
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded below, strictly, and checked to be complete
     cfg.resume = False
     if args.amp == 'on' or (args.amp == 'auto' and torch.cuda.is_available()):
         cfg.test_cfg = dict(type='TestLoop', fp16=True)
@@ -60,14 +54,15 @@ def main(argv=None):
         cfg.test_evaluator = list(evaluators) + [
             dict(type='DumpMultiLabelPredictions', out_file=args.out)]
     runner = Runner.from_cfg(cfg)
+    if args.checkpoint is not None:
+        from mlr_plugin.models.checkpoint import require_complete
+        runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        require_complete(model, args.checkpoint)
     metrics = runner.test()
     print(format_metrics_table(metrics))
     return metrics
 
 
 if __name__ == '__main__':
-    from mlr_plugin.compat import CheckpointError
-    try:
-        main()
-    except CheckpointError as error:  # a bad file, not a bug: one line, no traceback
-        sys.exit(f'error: {error}')
+    run_cli(main)

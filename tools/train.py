@@ -5,7 +5,6 @@
     python tools/train.py CONFIG --cfg-options train_dataloader.dataset.data_root=data/x
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -13,7 +12,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmengine.hooks import Hook  # noqa: E402
 
-from mlr_plugin.engine.launch import build_runner_config, setup_distributed  # noqa: E402
+from mlr_plugin.engine.launch import (add_runner_args, build_runner_config,  # noqa: E402
+                                     parse_runner_args, run_cli, setup_distributed)
 
 
 def parse_args(argv=None):
@@ -29,15 +29,9 @@ def parse_args(argv=None):
                         help='bf16 mixed precision: auto = on when CUDA is available')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
-    parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help='override config entries, e.g. '
-                        'model.backbone.pretrained=/path/RN101.pt')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
+    add_runner_args(parser, cfg_help='override config entries, e.g. '
+                    'model.backbone.pretrained=/path/RN101.pt')
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None):
@@ -98,8 +92,4 @@ def final_validation_summary(metrics, keys=('mAP', 'CF1', 'OF1', 'zsl/mAP')) -> 
 
 
 if __name__ == '__main__':
-    from mlr_plugin.compat import CheckpointError
-    try:
-        main()
-    except CheckpointError as error:  # a bad file, not a bug: one line, no traceback
-        sys.exit(f'error: {error}')
+    run_cli(main)

@@ -62,7 +62,9 @@ class MultiLabelInferencer:
 
         self.model = MODELS.build(cfg.model)
         if checkpoint is not None:
+            from mlr_plugin.models.checkpoint import require_complete
             load_checkpoint(self.model, checkpoint, map_location='cpu', strict=True)
+            require_complete(self.model, checkpoint)
         self.model.to(self.device).eval()
 
         default_names = (ckpt_meta.get('dataset_meta') or {}).get('classes')

@@ -1,14 +1,13 @@
 """COCO-2014 (instances JSON) as a multi-label dataset."""
 import contextlib
 import io
-import json
-import os.path as osp
 from typing import Optional
 
 import numpy as np
 from mmpretrain.registry import DATASETS
 
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
+from .list_format import read_json
 
 _REQUIRED_FIELDS = {
     'images': ('id', 'file_name'),
@@ -19,16 +18,7 @@ _REQUIRED_FIELDS = {
 
 def load_coco_json(ann_file: str) -> dict:
     """Read a COCO instances JSON and check the fields we use (one-line errors)."""
-    if not osp.isfile(ann_file):
-        raise FileNotFoundError(f'COCO annotation file not found: {ann_file}')
-    try:
-        with open(ann_file, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{ann_file}: not valid JSON ({e})') from None
-    if not isinstance(data, dict):
-        raise ValueError(f'{ann_file}: expected a JSON object with images/annotations/'
-                         f'categories, got {type(data).__name__}')
+    data = read_json(ann_file, dict, 'COCO annotation file (images/annotations/categories)')
     for field, keys in _REQUIRED_FIELDS.items():
         if field not in data:
             raise ValueError(f'{ann_file}: missing field {field!r}')

@@ -1,13 +1,12 @@
 """Users' own multi-label data: a JSON or TXT/CSV list plus a class-name file."""
 import csv
-import json
 import os.path as osp
 
 import numpy as np
 from mmpretrain.registry import DATASETS
 
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
-from .list_format import read_class_names, read_numbered_lines
+from .list_format import read_class_names, read_json, read_numbered_lines
 
 _HEADER_NAMES = ('img_path', 'path', 'image', 'image_path')
 
@@ -97,16 +96,7 @@ class GenericMultiLabel(MultiLabelCLIPDataset):
         return ParsedAnnotations(classes, samples, labels)
 
     def _read_json(self, lookup):
-        if not osp.isfile(self.ann_file):
-            raise FileNotFoundError(f'annotation file not found: {self.ann_file}')
-        try:
-            with open(self.ann_file, encoding='utf-8') as f:
-                data = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'{self.ann_file}: not valid JSON ({e})') from None
-        if not isinstance(data, list):
-            raise ValueError(f'{self.ann_file}: expected a JSON list of records, got '
-                             f'{type(data).__name__}')
+        data = read_json(self.ann_file, list, 'annotation file (a list of records)')
         records = []
         for i, record in enumerate(data):
             where = f'record {i}'

@@ -1,4 +1,5 @@
 """Readers for the plain-text list files used by NUS-WIDE, VG-200 and the generic format."""
+import json
 import os.path as osp
 from typing import List, Optional, Tuple
 
@@ -13,6 +14,30 @@ LABEL_CONVENTIONS = {
     'ours': {1.0: 1.0, 0.0: 0.0, -1.0: -1.0},
     'mkt': {1.0: 1.0, -1.0: 0.0, 0.0: -1.0},
 }
+
+
+def read_json(path: str, expected: type, what: str):
+    """Load a JSON file whose top level must be ``expected`` (one-line errors)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{path}: not valid JSON ({e})') from None
+    if not isinstance(data, expected):
+        raise ValueError(f'{path}: expected a JSON {expected.__name__} ({what}), got '
+                         f'{type(data).__name__}')
+    return data
+
+
+def check_label_file_convention(dataset: str, convention, label_file) -> str:
+    """A non-default label convention only makes sense for a label-matrix file."""
+    check_label_convention(convention)
+    if convention != 'ours' and label_file is None:
+        raise ValueError(f'{dataset}: label_convention={convention!r} applies to label_file '
+                         '(a label matrix); the official layout has no such matrix')
+    return convention
 
 
 def check_label_convention(convention) -> str:

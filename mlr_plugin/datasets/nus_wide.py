@@ -9,8 +9,8 @@ from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
-from .list_format import (check_label_convention, read_class_names, read_image_list,
-                          read_label_matrix, read_lines)
+from .list_format import (check_label_file_convention, read_class_names,
+                          read_image_list, read_label_matrix, read_lines)
 
 
 def read_concept_column(path: str, num_images: int) -> np.ndarray:
@@ -102,11 +102,8 @@ class NUSWIDE(MultiLabelCLIPDataset):
         if label_set != 'all' and tag_file is None:
             raise ValueError(f'NUSWIDE label_set={label_set!r} needs tag_file and '
                              'tag_list_file (the 1006-label setting)')
-        check_label_convention(label_convention)
-        if label_convention != 'ours' and label_file is None:
-            raise ValueError(f'NUSWIDE: label_convention={label_convention!r} applies to '
-                             'label_file (list format); the official layout is 0/1')
-        self.label_convention = label_convention
+        self.label_convention = check_label_file_convention('NUSWIDE', label_convention,
+                                                            label_file)
         self.label_set = label_set
         self.classes_file = classes_file
         self.label_file = label_file

@@ -5,8 +5,9 @@ import numpy as np
 from mmpretrain.registry import DATASETS
 
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
-from .list_format import (check_label_convention, parse_index_line, read_class_names,
-                          read_image_list, read_label_matrix, read_numbered_lines)
+from .list_format import (check_label_file_convention, parse_index_line,
+                          read_class_names, read_image_list, read_label_matrix,
+                          read_numbered_lines)
 
 
 @DATASETS.register_module()
@@ -39,11 +40,8 @@ class VisualGenome200(MultiLabelCLIPDataset):
                  **kwargs):
         if not classes_file:
             raise ValueError('VisualGenome200 needs classes_file')
-        check_label_convention(label_convention)
-        if label_convention != 'ours' and label_file is None:
-            raise ValueError(f'VisualGenome200: label_convention={label_convention!r} '
-                             'applies to label_file; index lists hold positives only')
-        self.label_convention = label_convention
+        self.label_convention = check_label_file_convention(
+            'VisualGenome200', label_convention, label_file)
         self.classes_file = classes_file
         self.label_file = label_file
         super().__init__(data_root=data_root, ann_file=ann_file, **kwargs)

@@ -101,3 +101,31 @@ def build_runner_config(config: str, work_dir: Optional[str] = None,
             if loader is not None:
                 loader['pin_memory'] = False
     return cfg
+
+
+def add_runner_args(parser, cfg_help: str = 'override config entries') -> None:
+    """The options every Runner tool takes: --cfg-options, --launcher, --local-rank."""
+    parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
+                        help=cfg_help)
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser, argv=None):
+    """Parse, and export LOCAL_RANK the way torch.distributed.launch users expect."""
+    import os
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def run_cli(main) -> None:
+    """Run a tool's ``main``; a bad checkpoint file is a one-line error, not a traceback."""
+    import sys
+
+    from mlr_plugin.compat import CheckpointError
+    try:
+        main()
+    except CheckpointError as error:
+        sys.exit(f'error: {error}')

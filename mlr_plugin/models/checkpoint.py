@@ -34,9 +34,16 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
+from ..compat import CheckpointError
+
 EXTRA_STATE = '_extra_state'
 FORMAT_VERSION = 1
 _FROZEN_ROOTS = ('backbone', )  # parameter-free modules here are frozen, not state
+
+
+class CheckpointMismatchError(CheckpointError, ValueError):
+    """A checkpoint that does not fit the model it is loaded onto (one-line message).
+    The tools print it as one line, like any :class:`CheckpointError`."""
 
 
 def state_entries(model: nn.Module) -> Iterator[Tuple[str, torch.Tensor, bool]]:
@@ -103,8 +110,9 @@ def read_record(value) -> dict:
         try:
             return json.loads(value.cpu().numpy().tobytes().decode())
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ValueError(f'checkpoint {EXTRA_STATE} is not a readable mlr_plugin '
-                             f'record: {error}') from None
+            raise CheckpointMismatchError(
+                f'checkpoint {EXTRA_STATE} is not a readable mlr_plugin record: '
+                f'{error}') from None
     return value
 
 
@@ -119,8 +127,9 @@ def _check_record(record) -> Tuple[Set[str], Dict[str, list]]:
     if not (isinstance(record, dict) and record.get('format') == FORMAT_VERSION
             and isinstance(record.get('trained'), list)
             and isinstance(record.get('frozen'), dict)):
-        raise ValueError(f'checkpoint {EXTRA_STATE} is not an mlr_plugin record of format '
-                         f'{FORMAT_VERSION}: {str(record)[:80]}')
+        raise CheckpointMismatchError(
+            f'checkpoint {EXTRA_STATE} is not an mlr_plugin record of format '
+            f'{FORMAT_VERSION}: {str(record)[:80]}')
     return set(record['trained']), record['frozen']
 
 
@@ -145,18 +154,21 @@ def load_pre_hook(model: nn.Module, state_dict: dict, prefix: str, local_metadat
 
     unexpected = [k for k in incoming if k not in own]
     if unexpected:
-        raise ValueError(f'checkpoint entries {_short(unexpected)} do not exist in '
-                         f'{type(model).__name__}: it was saved from another model or method')
+        raise CheckpointMismatchError(
+            f'checkpoint entries {_short(unexpected)} do not exist in '
+            f'{type(model).__name__}: it was saved from another model or method')
     for name, value in incoming.items():
         have = own[name][0]
         if tuple(value.shape) != tuple(have.shape):
-            raise ValueError(f'checkpoint entry {name} has shape {tuple(value.shape)} but the '
-                             f'model has {tuple(have.shape)}: it was trained for another '
-                             'class list or model')
+            raise CheckpointMismatchError(
+                f'checkpoint entry {name} has shape {tuple(value.shape)} but the '
+                f'model has {tuple(have.shape)}: it was trained for another '
+                'class list or model')
     lost = [n for n in ckpt_trained if n not in incoming and n in own]
     if lost:
-        raise ValueError(f'checkpoint records {_short(lost)} as trained but does not hold '
-                         'them: the file is incomplete')
+        raise CheckpointMismatchError(
+            f'checkpoint records {_short(lost)} as trained but does not hold '
+            'them: the file is incomplete')
 
     trains_now = {n for n, (_, trains) in own.items() if trains}
     if ckpt_frozen is not None:
@@ -166,8 +178,9 @@ def load_pre_hook(model: nn.Module, state_dict: dict, prefix: str, local_metadat
                             if n not in ckpt_trained)
     earlier_stage = record is not None and not (ckpt_trained & trains_now)
     if absent_trained and not earlier_stage:
-        raise ValueError(f'checkpoint lacks trained entries {_short(absent_trained)} of '
-                         'this model: it was saved from another model or method')
+        raise CheckpointMismatchError(
+            f'checkpoint lacks trained entries {_short(absent_trained)} of '
+            'this model: it was saved from another model or method')
     if absent_trained:
         print_log(f'initialising from an earlier-stage checkpoint: {len(absent_trained)} '
                   f'entries it does not hold keep their initial values '
@@ -188,17 +201,30 @@ def _check_frozen(model, own, not_frozen, ckpt_frozen) -> None:
     for name, (digest, shape, dtype) in mine.items():
         theirs = ckpt_frozen.get(name)
         if theirs is None:
-            raise ValueError(f'frozen weight {name} of this model was not part of the model '
-                             'the checkpoint was trained on: load it onto that model')
+            raise CheckpointMismatchError(
+                f'frozen weight {name} of this model was not part of the model '
+                'the checkpoint was trained on: load it onto that model')
         if theirs[0] != digest:
             detail = (f'shape {tuple(theirs[1])} -> {tuple(shape)}'
                       if list(theirs[1]) != list(shape) else
                       f'dtype {theirs[2]} -> {dtype}' if theirs[2] != dtype else
                       'same shape, other values')
-            raise ValueError(f'frozen weight {name} differs from the one the checkpoint was '
-                             f'trained with ({detail}): load it onto the same CLIP weights '
-                             'and image size it was trained with')
+            raise CheckpointMismatchError(
+                f'frozen weight {name} differs from the one the checkpoint was '
+                f'trained with ({detail}): load it onto the same CLIP weights '
+                'and image size it was trained with')
     extra = sorted(set(ckpt_frozen) - set(own))
     if extra:
-        raise ValueError(f'the checkpoint was trained on frozen weights {_short(extra)} '
-                         'that this model does not have: another backbone')
+        raise CheckpointMismatchError(
+            f'the checkpoint was trained on frozen weights {_short(extra)} '
+            'that this model does not have: another backbone')
+
+
+def require_complete(model: nn.Module, source: str) -> None:
+    """Refuse a model that the last load left partly at its initial values (a checkpoint
+    of an earlier training stage): testing or inferring with it would be wrong."""
+    initialised = (model.__dict__.get('last_load_report') or {}).get('initialised')
+    if initialised:
+        raise CheckpointMismatchError(
+            f'checkpoint {source} does not hold {_short(initialised)} of this model (it is '
+            'from an earlier training stage): load a checkpoint of this config')

@@ -1,6 +1,6 @@
 """Frozen open_clip image + text towers with dense (per-location) image features.
 
-See docs/METHODS.md 0.1 (dense features) and 0.2 (prompt encoding).
+See docs/methods.md 0.1 (dense features) and 0.2 (prompt encoding).
 """
 import copy
 import logging
@@ -277,7 +277,7 @@ class OpenCLIPBackbone(nn.Module):
         return out
 
     def resnet_dense_features(self, feat: torch.Tensor) -> torch.Tensor:
-        """METHODS 0.1: ``c_proj(v_proj(tokens [+ pos]))`` per location, no q/k attention.
+        """docs/methods.md 0.1: ``c_proj(v_proj(tokens [+ pos]))`` per location, no q/k attention.
 
         Args:
             feat: layer4 output ``(B, W, h, w)``.

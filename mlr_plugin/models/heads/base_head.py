@@ -20,6 +20,8 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from .aggregation import dense_text_similarity
+
 Feats = Dict[str, torch.Tensor]
 Text = Dict[str, torch.Tensor]
 
@@ -139,6 +141,13 @@ class BasePromptHead(BaseModule):
                                  f'prompts have {num_classes}')
             num_classes = feat.shape[0]
         return dense
+
+    def prompt_similarities(self, feats: Feats, text: Text) -> Dict[str, torch.Tensor]:
+        """Check the inputs, then the (B, C, L) cosine of every pooled token (prefix
+        tokens, then the grid) with each of the head's prompts, in fp32."""
+        self.check_inputs(feats, text)
+        tokens = all_tokens(feats)
+        return {name: dense_text_similarity(tokens, text[name]) for name in self.prompt_names}
 
     def extra_repr(self) -> str:
         return f'thr={self.thr}, topk={self.topk}'

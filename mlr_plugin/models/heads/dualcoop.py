@@ -5,8 +5,8 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .aggregation import at_least_fp32, check_maps, dense_text_similarity, spatial_softmax
-from .base_head import BasePairLogitHead, all_tokens
+from .aggregation import at_least_fp32, check_maps, spatial_softmax
+from .base_head import BasePairLogitHead
 
 
 def class_specific_region_aggregation(sim_pos: torch.Tensor, sim_neg: torch.Tensor,
@@ -65,10 +65,8 @@ class DualCoOpHead(BasePairLogitHead):
 
     def forward(self, feats: Dict[str, torch.Tensor],
                 text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        self.check_inputs(feats, text)
-        tokens = all_tokens(feats)
-        sim_pos = dense_text_similarity(tokens, text['pos'])
-        sim_neg = dense_text_similarity(tokens, text['neg'])
+        sim = self.prompt_similarities(feats, text)
         pos_logit, neg_logit, weights = class_specific_region_aggregation(
-            sim_pos, sim_neg, self.spatial_scale, self.logit_scale, return_weights=True)
+            sim['pos'], sim['neg'], self.spatial_scale, self.logit_scale,
+            return_weights=True)
         return dict(pos_logit=pos_logit, neg_logit=neg_logit, attention=weights)

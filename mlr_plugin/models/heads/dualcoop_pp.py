@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
 
-from .aggregation import at_least_fp32, check_maps, dense_text_similarity, spatial_softmax
-from .base_head import BasePairLogitHead, all_tokens
+from .aggregation import at_least_fp32, check_maps, spatial_softmax
+from .base_head import BasePairLogitHead
 
 
 def winner_take_all(sim_pos: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -108,16 +108,12 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
 
     def forward(self, feats: Dict[str, torch.Tensor],
                 text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        self.check_inputs(feats, text)
-        tokens = all_tokens(feats)
-        sim_evidence = dense_text_similarity(tokens, text['evidence'])
-        sim_pos = dense_text_similarity(tokens, text['pos'])
-        sim_neg = dense_text_similarity(tokens, text['neg'])
-
-        attention = evidence_attention(sim_evidence, self.log_temperature.exp())
+        sim = self.prompt_similarities(feats, text)
+        sim_pos = sim['pos']
+        attention = evidence_attention(sim['evidence'], self.log_temperature.exp())
         wta = winner_take_all(sim_pos, self.gamma) if self.use_wta else None
         pos_logit, neg_logit = evidence_guided_aggregation(
-            attention, self.map_scale * sim_pos, self.map_scale * sim_neg, wta)
+            attention, self.map_scale * sim_pos, self.map_scale * sim['neg'], wta)
         if wta is None:
             wta = sim_pos.new_ones(()).expand_as(sim_pos)  # w~ = 1, no memory
         return dict(pos_logit=pos_logit, neg_logit=neg_logit, attention=attention, wta=wta)

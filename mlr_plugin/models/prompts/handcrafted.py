@@ -2,7 +2,6 @@
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 

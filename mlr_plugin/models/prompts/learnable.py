@@ -1,4 +1,4 @@
-"""CoOp-style learnable prompts, one context per prompt name (METHODS 0.2)."""
+"""CoOp-style learnable prompts, one context per prompt name (docs/methods.md 0.2)."""
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
