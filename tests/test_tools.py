@@ -98,6 +98,7 @@ def test_train_resume_test_infer_partial_labels(world, tmp_path, capsys):
     assert set(ckpt['state_dict']) - {'_extra_state'} == {
         'prompt_learner.ctx_evidence', 'prompt_learner.ctx_pos', 'prompt_learner.ctx_neg',
         'head.log_temperature'}
+    assert set(ckpt['meta']['trained']) == set(ckpt['state_dict']) - {'_extra_state'}
     assert ckpt['meta']['dataset_meta']['classes'] == DEMO_CLASSES
     assert (work / 'best_mAP_epoch_1.pth').is_file() or \
         (work / 'best_mAP_epoch_2.pth').is_file()

@@ -97,6 +97,15 @@ class AtomicCheckpointHook(CheckpointHook):
         if is_main_process() and _is_local(self.out_dir) and osp.isdir(self.out_dir):
             _remove_stale_temp_files(self.out_dir)
 
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Record in the meta what this checkpoint holds because training changed it
+        (the model's checkpoint rule, ``mlr_plugin.models.checkpoint``)."""
+        super().before_save_checkpoint(runner, checkpoint)
+        record = checkpoint.get('state_dict', {}).get('_extra_state')
+        if record is not None:
+            from mlr_plugin.models.checkpoint import read_record
+            checkpoint.setdefault('meta', {})['trained'] = read_record(record)['trained']
+
     @contextmanager
     def _removals_after_save(self):
         """Inside the block old files are only recorded; they go when it ends well."""

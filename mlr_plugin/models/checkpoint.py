@@ -12,7 +12,8 @@ saved entries (``trained``) and a digest of each frozen entry (``frozen``: name 
 [digest, shape, dtype]), as UTF-8 JSON in a uint8 tensor. A tensor, because mmengine
 treats every state-dict value as one (it broadcasts them at the start of a distributed
 run), and plain data, so ``torch.load(weights_only=True)`` reads it. Read it with
-:func:`read_record`.
+:func:`read_record`. Runs save the same ``trained`` list in the checkpoint's ``meta``
+(``AtomicCheckpointHook``).
 
 **How it loads** (any loader: ``load_state_dict``, mmengine's ``load_checkpoint``,
 ``--resume``, ``load_from``), always strictly:
