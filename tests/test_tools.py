@@ -241,7 +241,9 @@ def _options_dict(options):
 
 def test_dist_train_two_cpu_processes(world, tmp_path):
     """tools/dist_train.sh with torchrun: 2 processes over gloo on CPU (DDP without
-    device_ids), one epoch, gathered validation, a checkpoint."""
+    device_ids), one epoch, gathered validation, a checkpoint; and the trained prompts
+    equal those of one process on the same global batch (2 x 4 = 8 images), with the
+    real data pipeline and augmentation."""
     import os
     import subprocess
     import sys
@@ -260,6 +262,22 @@ def test_dist_train_two_cpu_processes(world, tmp_path):
     log = next(work.rglob('*.log')).read_text()
     assert 'Distributed training: True' in log and 'Epoch(val)' in log
     assert (work / 'epoch_1.pth').is_file()
+
+    single = tmp_path / 'single'
+    opts[opts.index('train_dataloader.batch_size=4')] = 'train_dataloader.batch_size=8'
+    _load_tool('train').main([str(REPO / 'configs/dualcoop/coco_p30.py'),
+                              '--work-dir', str(single), '--cfg-options', *opts])
+    two = load_checkpoint_file(work / 'epoch_1.pth')['state_dict']
+    one = load_checkpoint_file(single / 'epoch_1.pth')['state_dict']
+    from mmengine.runner import Runner
+
+    from mlr_plugin.engine.launch import build_runner_config
+    init = Runner.from_cfg(build_runner_config(  # the same seeded initial contexts
+        str(REPO / 'configs/dualcoop/coco_p30.py'), work_dir=str(tmp_path / 'init'),
+        cfg_options=opts)).model.state_dict()
+    for key in ('prompt_learner.ctx_pos', 'prompt_learner.ctx_neg'):
+        assert (one[key] - init[key]).abs().max() > 1e-4  # it trained
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-6)
 
 
 def test_benchmark_reports_tower_train_and_inference_throughput(capsys):
