@@ -2,6 +2,7 @@
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 
 import cv2
@@ -64,7 +65,7 @@ def test_generator_is_deterministic(tiny_world, tmp_path):
     again = generate_demo_world(tmp_path / 'again', seed=3, num_train=8, num_val=3,
                                 num_test=2, image_size=64)
     first, second = _tree(tiny_world), _tree(again)
-    assert len(first) == 6 + 13  # 6 JSON files + 13 JPEGs
+    assert len(first) == 6 + 13 + 1  # 6 JSON files + 13 JPEGs + manifest.json
     assert first == second
     other = _tree(generate_demo_world(tmp_path / 'other', seed=4, num_train=8, num_val=3,
                                       num_test=2, image_size=64))
@@ -133,9 +134,11 @@ def test_bad_arguments_and_existing_output(tmp_path):
         generate_demo_world(tmp_path / 'a', image_size=16)
     out = generate_demo_world(tmp_path / 'w', seed=0, num_train=1, num_val=0, num_test=0,
                               image_size=32)
-    with pytest.raises(FileExistsError, match=str(out)):
-        generate_demo_world(out, num_train=1, num_val=0, num_test=0, image_size=32)
     before = (out / 'train' / 'train_000000.jpg').read_bytes()
+    # the same world again: nothing to do (re-runs are no-ops, see the CLI test)
+    assert generate_demo_world(out, num_train=1, num_val=0, num_test=0,
+                               image_size=32) == out
+    assert (out / 'train' / 'train_000000.jpg').read_bytes() == before
     generate_demo_world(out, seed=1, num_train=1, num_val=0, num_test=0, image_size=32,
                         overwrite=True)
     assert (out / 'train' / 'train_000000.jpg').read_bytes() != before
@@ -164,6 +167,76 @@ def test_cli(tmp_path, capsys):
           '1', '--num-test', '1', '--image-size', '32'])
     assert 'demo world written' in capsys.readouterr().out
     assert len(list((tmp_path / 'cli' / 'train').glob('*.jpg'))) == 2
+
+
+def _mtimes(root):
+    return {p: p.stat().st_mtime_ns for p in root.rglob('*') if p.is_file()}
+
+
+def test_cli_rerun_is_a_no_op_and_regenerates_what_differs(tmp_path, capsys):
+    """The README's first command may run twice: the second time it checks the manifest
+    and the file count and writes nothing; a changed size or a lost image regenerates."""
+    out = tmp_path / 'world'
+    args = ['--out', str(out), '--seed', '2', '--num-train', '3', '--num-val', '1',
+            '--num-test', '1', '--image-size', '32']
+    main(args)
+    assert 'demo world written' in capsys.readouterr().out
+    manifest = json.loads((out / 'manifest.json').read_text())
+    assert (manifest['seed'], manifest['num_train'], manifest['num_val'],
+            manifest['num_test'], manifest['image_size']) == (2, 3, 1, 1, 32)
+    assert manifest['file_count'] == 6 + 5  # everything but the manifest itself
+    before = _mtimes(out)
+
+    start = time.perf_counter()
+    main(args)  # before: FileExistsError
+    elapsed = time.perf_counter() - start
+    printed = capsys.readouterr().out
+    assert printed.count('\n') == 1
+    assert 'already complete' in printed and 'nothing to do' in printed
+    assert elapsed < 1.0 and _mtimes(out) == before  # nothing rewritten
+
+    main([*args[:-1], '48'])  # another image size: a different world
+    assert 'different' in capsys.readouterr().out
+    assert cv2.imread(str(out / 'train' / 'train_000000.jpg')).shape == (48, 48, 3)
+    assert json.loads((out / 'manifest.json').read_text())['image_size'] == 48
+
+    lost = out / 'val' / 'val_000000.jpg'
+    lost.unlink()
+    main([*args[:-1], '48'])
+    assert 'incomplete' in capsys.readouterr().out and lost.is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no temp left
+
+
+def test_an_unrelated_folder_is_never_replaced(tmp_path):
+    folder = tmp_path / 'mine'
+    folder.mkdir()
+    (folder / 'notes.txt').write_text('keep me')
+    with pytest.raises(FileExistsError, match='is not a demo world'):
+        generate_demo_world(folder, seed=0, num_train=1, num_val=0, num_test=0,
+                            image_size=32)
+    assert (folder / 'notes.txt').read_text() == 'keep me'
+
+
+def test_a_kill_while_generating_leaves_no_world_that_looks_complete(tmp_path, monkeypatch):
+    """Killed (here: an error) before the manifest is written: no out_dir at all; an old
+    world being replaced stays as it was."""
+    out = tmp_path / 'world'
+    small = dict(seed=0, num_train=2, num_val=0, num_test=0, image_size=32)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_world, 'write_json_atomic', killed)
+    with pytest.raises(KeyboardInterrupt):
+        generate_demo_world(out, **small)
+    assert not out.exists() and not list(tmp_path.iterdir())
+    monkeypatch.undo()
+    generate_demo_world(out, **small)
+    before = _tree(out)
+    monkeypatch.setattr(demo_world, 'write_json_atomic', killed)
+    with pytest.raises(KeyboardInterrupt):
+        generate_demo_world(out, **dict(small, num_train=3))
+    assert _tree(out) == before
 
 
 # ------------------------------------------------------------------ the shipped tiny CLIP

@@ -218,3 +218,87 @@ def test_infer_tool_prints_and_writes_json(files, tmp_path, capsys):
                          '--threshold', '0.0'])
     assert list(results[0]['scores']) == ['kite', 'umbrella']
     assert sorted(results[0]['labels']) == ['kite', 'umbrella']
+
+
+# ------------------------------------------------------------------ class names
+CLASS_SPECIFIC = dict(MODEL, prompt_learner=dict(
+    type='LearnablePrompts', prompt_names=('pos', 'neg'), n_ctx=4, class_specific=True,
+    num_classes=len(CKPT_NAMES)))
+
+
+def save_class_specific(path, seed=7):
+    """A trained class-specific model (one context per class) and its checkpoint."""
+    torch.manual_seed(seed)
+    model = MODELS.build(CLASS_SPECIFIC)
+    with torch.no_grad():
+        for name in ('ctx_pos', 'ctx_neg'):
+            ctx = getattr(model.prompt_learner, name)
+            ctx.add_(torch.randn(ctx.shape, generator=torch.Generator().manual_seed(4)))
+    cfg = Config(dict(default_scope='mmpretrain', model=CLASS_SPECIFIC,
+                      test_dataloader=dict(dataset=dict(pipeline=PIPELINE))))
+    save_checkpoint(dict(state_dict=model.state_dict(),
+                         meta=dict(cfg=cfg.pretty_text,
+                                   dataset_meta=dict(classes=CKPT_NAMES))), path)
+    return model.eval()
+
+
+def test_class_specific_model_matches_names_to_its_trained_classes(files, tmp_path):
+    """Names in another order (or a subset) score each class with its own context: the
+    model scores in the trained order, results come in the order asked for."""
+    path = str(tmp_path / 'class_specific.pth')
+    source = save_class_specific(path)
+    trained = dict(zip(CKPT_NAMES, plain_scores(source, files['a.jpg'], CKPT_NAMES).tolist()))
+    assert len(set(trained.values())) == 3  # distinct scores: a swap would show
+
+    torch.manual_seed(7)
+    inferencer = MultiLabelInferencer(path, device='cpu')
+    reordered = CKPT_NAMES[::-1]
+    result = inferencer(files['a.jpg'], class_names=reordered)[0]
+    assert list(result['scores']) == reordered
+    for name in reordered:
+        assert result['scores'][name] == pytest.approx(trained[name], rel=1e-5, abs=1e-6)
+    check_result(result, reordered, threshold=0.5, topk=5)
+    subset = inferencer(files['a.jpg'], class_names=['green triangle'])[0]
+    assert subset['scores']['green triangle'] == pytest.approx(trained['green triangle'],
+                                                                rel=1e-5, abs=1e-6)
+    torch.manual_seed(7)
+    given = MultiLabelInferencer(path, class_names=reordered, device='cpu')
+    assert given(files['a.jpg'])[0]['scores'] == pytest.approx(result['scores'])
+
+
+def test_class_specific_model_rejects_names_it_was_not_trained_on(files, tmp_path):
+    path = str(tmp_path / 'class_specific.pth')
+    save_class_specific(path)
+    torch.manual_seed(7)
+    inferencer = MultiLabelInferencer(path, device='cpu')
+    with pytest.raises(ValueError, match="'blue sqaure' \\(did you mean 'blue square'\\?\\)"):
+        inferencer(files['a.jpg'], class_names=['red circle', 'blue sqaure',
+                                                'green triangle'])
+    with pytest.raises(ValueError, match="'purple hexagon' \\(no close match\\)"):
+        inferencer(files['a.jpg'], class_names=['purple hexagon'])
+    torch.manual_seed(7)
+    with pytest.raises(ValueError, match='trained on'):  # at construction as well
+        MultiLabelInferencer(path, class_names=['red circel'], device='cpu')
+
+
+@pytest.mark.parametrize('names, message', [
+    (['red circle', ''], r'class_names\[1\] is an empty name'),
+    (['red circle', '  '], r'class_names\[1\] is an empty name'),
+    (['red circle', 'red circle'], "'red circle' more than once"),
+    ([], 'class_names is empty'),
+])
+def test_every_model_rejects_empty_and_repeated_names(files, tmp_path, names, message):
+    path = str(tmp_path / 'class_specific.pth')
+    save_class_specific(path)
+    torch.manual_seed(7)
+    class_specific = MultiLabelInferencer(path, device='cpu')
+    torch.manual_seed(0)
+    shared = MultiLabelInferencer(files['config'], class_names=NAMES, device='cpu')
+    for inferencer in (class_specific, shared):
+        with pytest.raises(ValueError, match=message):
+            inferencer(files['a.jpg'], class_names=names)
+    with pytest.raises(ValueError, match=message):
+        MultiLabelInferencer(files['config'], class_names=names, device='cpu')
+    # shared contexts score any new name
+    assert list(shared(files['a.jpg'], class_names=['purple hexagon'])[0]['scores']) == \
+        ['purple hexagon']

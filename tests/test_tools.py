@@ -4,6 +4,7 @@ import functools
 import importlib.util
 import json
 import math
+import re
 import tempfile
 from pathlib import Path
 
@@ -229,6 +230,7 @@ def test_bad_inputs_fail_with_one_line_errors(tmp_path):
     with pytest.raises(Exception, match='instances_train2014.json'):
         train.main([config, '--work-dir', str(work), '--cfg-options',
                     *small_model_options(), f'train_dataloader.dataset.data_root={tmp_path}',
+                    f'val_dataloader.dataset.data_root={tmp_path}',
                     'train_dataloader.num_workers=0',
                     'train_dataloader.persistent_workers=False'])
     assert not list(work.rglob('*.pth'))
@@ -292,3 +294,95 @@ def test_benchmark_reports_tower_train_and_inference_throughput(capsys):
             assert math.isfinite(r[key]) and r[key] > 0, key
     out = capsys.readouterr().out
     assert 'train/tower' in out and 'infer/tower' in out and 'peak MB' in out
+
+
+# ------------------------------------------------------------------ runs that must not
+# exit 0 with wrong results, interruptions (issue 16, items 4a, 6, 8)
+def _p30_options(world):
+    return coco_options(world) + ['model.prompt_learner.num_classes=20',
+                                  'train_dataloader.dataset.pipeline.4.shape=32']
+
+
+def test_test_tool_refuses_untrained_prompts_unless_asked(world, tmp_path, capsys):
+    """Without a checkpoint a model with trainable prompts is refused in one line;
+    --untrained evaluates it on purpose; --out .pkl works like .json."""
+    import pickle
+    test = _load_tool('test')
+    config = str(REPO / 'configs/dualcoop/coco_p30.py')
+    opts = ['--work-dir', str(tmp_path / 't'), '--cfg-options', *_p30_options(world)]
+    with pytest.raises(ValueError, match='trainable parameters .*prompt_learner.ctx_pos'
+                       '.* no checkpoint was given: .*--untrained'):
+        test.main([config, *opts])
+    out = tmp_path / 'scores.pkl'
+    metrics = test.main([config, '--untrained', '--out', str(out), *opts])
+    assert math.isfinite(metrics['mAP'])
+    assert f'wrote per-image scores to {out}' in capsys.readouterr().out
+    with open(out, 'rb') as f:
+        dumped = pickle.load(f)
+    assert dumped['classes'] == list(DEMO_CLASSES) and len(dumped['predictions']) == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['scores.pkl', 't']
+
+
+def test_ctrl_c_before_the_first_checkpoint_then_resume_says_nothing_to_resume(
+        world, tmp_path, capsys, monkeypatch):
+    train = _load_tool('train')
+    config = str(REPO / 'configs/dualcoop/coco_p30.py')
+    work = tmp_path / 'work'
+    args = [config, '--work-dir', str(work), '--no-validate', '--cfg-options',
+            *_p30_options(world), 'train_cfg.max_epochs=1']
+    make_hook = train.make_final_validation
+
+    def interrupting_hook():
+        hook = make_hook()
+
+        def after_train_iter(runner, batch_idx, data_batch=None, outputs=None):
+            if runner.iter == 1:  # during the second iteration: no checkpoint yet
+                raise KeyboardInterrupt
+        hook.after_train_iter = after_train_iter
+        return hook
+
+    monkeypatch.setattr(train, 'make_final_validation', interrupting_hook)
+    with pytest.raises(SystemExit) as exit:  # as tools/train.py runs main
+        train.cli.run_cli(train.main, args)
+    assert exit.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == 'interrupted at iteration 2; no checkpoint yet (a rerun starts ' \
+        'from scratch)'
+    monkeypatch.undo()
+
+    runner = train.main(args[:3] + ['--resume'] + args[3:])
+    err = capsys.readouterr().err
+    assert err.startswith('--resume: ') and 'nothing to resume' in err.splitlines()[0]
+    assert runner.epoch == 1 and (work / 'epoch_1.pth').is_file()
+
+
+def test_ctrl_c_in_a_training_process_prints_one_line_and_exits_130(world, tmp_path):
+    """SIGINT to a real tools/train.py process once it has written a checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    work = tmp_path / 'work'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / 'tools/train.py'), str(REPO / 'configs/dualcoop/coco_p30.py'),
+         '--work-dir', str(work), '--no-validate', '--cfg-options', *_p30_options(world),
+         'train_cfg.max_epochs=1000'],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (work / 'epoch_1.pth').is_file():
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.time() < deadline, 'no checkpoint within 120 s'
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert 'Traceback' not in err
+    last = err.strip().splitlines()[-1]
+    assert re.fullmatch(r'interrupted at iteration \d+; rerun with --resume to continue '
+                        rf'from {re.escape(str(work))}/epoch_\d+\.pth', last), last

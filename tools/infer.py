@@ -5,10 +5,27 @@
         --classes "red circle" "blue square" --out preds.json
 """
 import argparse
+import importlib.util
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def load_cli():
+    """mlr_plugin/engine/cli.py alone (standard library only): options and checks run
+    before torch and mmpretrain are imported."""
+    if '_mlr_plugin_cli' not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            '_mlr_plugin_cli', osp.join(REPO, 'mlr_plugin', 'engine', 'cli.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules['_mlr_plugin_cli']
+
+
+cli = load_cli()
 
 
 def parse_args(argv=None):
@@ -19,12 +36,28 @@ def parse_args(argv=None):
     parser.add_argument('--classes', nargs='+', help='class names to score (default: the '
                         "checkpoint's training classes)")
     parser.add_argument('--classes-file', help='a text file with one class name per line')
-    parser.add_argument('--threshold', type=float, default=0.5)
-    parser.add_argument('--topk', type=int, default=5)
+    parser.add_argument('--threshold', type=cli.probability, default=0.5,
+                        help='a class is a label when its score is above this (0..1)')
+    parser.add_argument('--topk', type=cli.positive_int, default=5)
     parser.add_argument('--device', default=None)
     parser.add_argument('--out', help='write the results to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE')
-    return parser.parse_args(argv)
+    cli.add_debug_arg(parser)
+    args = parser.parse_args(argv)
+    # checked before anything heavy is imported: a typo costs a fraction of a second
+    if args.model.endswith('.py'):
+        cli.check_config(args.model)
+    else:
+        cli.check_file(args.model, 'checkpoint')
+    cli.check_file(args.checkpoint, 'checkpoint')
+    cli.check_file(args.classes_file, 'classes file')
+    for image in args.images:
+        cli.check_file(image, 'image')
+    cli.check_suffix(args.out, ('.json',), '--out')
+    cli.check_cfg_options(args.cfg_options)
+    if args.classes and args.classes_file:
+        raise ValueError('give --classes or --classes-file, not both')
+    return args
 
 
 def main(argv=None):
@@ -51,5 +84,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    from mlr_plugin.engine.launch import run_cli
-    run_cli(main)
+    cli.run_cli(main)

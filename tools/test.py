@@ -2,16 +2,33 @@
 
     python tools/test.py CONFIG CHECKPOINT
     python tools/test.py CONFIG CHECKPOINT --out work_dirs/scores.json   # per-image scores
+    python tools/test.py CONFIG CHECKPOINT --out work_dirs/scores.pkl    # the same, pickled
+    python tools/test.py CONFIG --untrained       # an untrained model, on purpose
     python tools/test.py configs/dualcoop/coco_zsl_handcrafted.py       # nothing to load
 """
 import argparse
+import importlib.util
+import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
 
-from mlr_plugin.engine.launch import (add_runner_args, build_runner_config,  # noqa: E402
-                                     parse_runner_args, run_cli, setup_distributed)
+
+def load_cli():
+    """mlr_plugin/engine/cli.py alone (standard library only): options and checks run
+    before torch and mmpretrain are imported."""
+    if '_mlr_plugin_cli' not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            '_mlr_plugin_cli', osp.join(REPO, 'mlr_plugin', 'engine', 'cli.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules['_mlr_plugin_cli']
+
+
+cli = load_cli()
 
 
 def parse_args(argv=None):
@@ -20,49 +37,89 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', nargs='?', default=None,
                         help='checkpoint file (omit for models with nothing trained, '
                         'e.g. hand-crafted zero-shot prompts)')
+    parser.add_argument('--untrained', action='store_true',
+                        help='evaluate a model with trainable parameters without a '
+                        'checkpoint (its untrained initialisation)')
     parser.add_argument('--work-dir', help='where the test log goes')
     parser.add_argument('--out', help='write per-image scores, labels and class names '
-                        'to this .json file')
+                        'to this .json (or .pkl) file')
     parser.add_argument('--amp', choices=['auto', 'on', 'off'], default='auto',
                         help='bf16 autocast at test time (auto = on with CUDA)')
-    add_runner_args(parser)
-    return parse_runner_args(parser, argv)
+    cli.add_runner_args(parser)
+    args = cli.parse_runner_args(parser, argv)
+    # checked before anything heavy is imported: a typo costs a fraction of a second
+    cli.check_config(args.config)
+    cli.check_file(args.checkpoint, 'checkpoint')
+    cli.check_suffix(args.out, ('.json', '.pkl'), '--out')
+    cli.check_cfg_options(args.cfg_options)
+    if args.checkpoint is not None and args.untrained:
+        raise ValueError('--untrained and a checkpoint exclude each other: '
+                         f'{args.checkpoint} would be loaded')
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from mlr_plugin.engine.launch import (build_runner_config, check_data_roots,
+                                         setup_distributed)
     setup_distributed(args.launcher)
     import torch
+    from mmengine.dist import is_main_process
     from mmengine.runner import Runner
 
     from mlr_plugin.evaluation import format_metrics_table
 
-    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {args.checkpoint}')
-    if args.out is not None and not args.out.endswith('.json'):
-        raise ValueError(f'--out must be a .json file, got {args.out}')
     cfg = build_runner_config(args.config, work_dir=args.work_dir,
                               cfg_options=args.cfg_options, launcher=args.launcher)
     cfg.load_from = None  # loaded below, strictly, and checked to be complete
     cfg.resume = False
+    check_data_roots(cfg, ['test_dataloader'])
     if args.amp == 'on' or (args.amp == 'auto' and torch.cuda.is_available()):
         cfg.test_cfg = dict(type='TestLoop', fp16=True)
+    dump_file = None
     if args.out is not None:
+        # the predictions are dumped as JSON; a .pkl is converted from it at the end
+        dump_file = args.out if args.out.endswith('.json') else args.out + '.tmp.json'
         evaluators = cfg.test_evaluator
         if not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]
         cfg.test_evaluator = list(evaluators) + [
-            dict(type='DumpMultiLabelPredictions', out_file=args.out)]
+            dict(type='DumpMultiLabelPredictions', out_file=dump_file)]
     runner = Runner.from_cfg(cfg)
+    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     if args.checkpoint is not None:
         from mlr_plugin.models.checkpoint import require_complete
         runner.load_checkpoint(args.checkpoint, map_location='cpu', strict=True)
-        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
         require_complete(model, args.checkpoint)
+    elif not args.untrained:
+        trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+        if trainable:
+            shown = ', '.join(trainable[:3]) + (', ...' if len(trainable) > 3 else '')
+            raise ValueError(
+                f'{args.config}: the model has trainable parameters ({shown}) and no '
+                'checkpoint was given: pass the CHECKPOINT to test, or --untrained to '
+                'evaluate the untrained model on purpose')
     metrics = runner.test()
     print(format_metrics_table(metrics))
+    if dump_file is not None and is_main_process():
+        if dump_file != args.out:
+            write_pickle_from_json(dump_file, args.out)
+        print(f'wrote per-image scores to {args.out}')
     return metrics
 
 
+def write_pickle_from_json(json_file: str, out: str) -> None:
+    """The dumped predictions (classes, per-image scores and labels) as a pickle."""
+    import json
+    import pickle
+
+    from mlr_plugin.fileio import atomic_open
+    with open(json_file) as f:
+        predictions = json.load(f)
+    with atomic_open(out, 'wb') as f:
+        pickle.dump(predictions, f)
+    os.remove(json_file)
+
+
 if __name__ == '__main__':
-    run_cli(main)
+    cli.run_cli(main)

@@ -5,15 +5,27 @@
     python tools/train.py CONFIG --cfg-options train_dataloader.dataset.data_root=data/x
 """
 import argparse
+import importlib.util
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO)
 
-from mmengine.hooks import Hook  # noqa: E402
 
-from mlr_plugin.engine.launch import (add_runner_args, build_runner_config,  # noqa: E402
-                                     parse_runner_args, run_cli, setup_distributed)
+def load_cli():
+    """mlr_plugin/engine/cli.py alone (standard library only): options and checks run
+    before torch and mmpretrain are imported."""
+    if '_mlr_plugin_cli' not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            '_mlr_plugin_cli', osp.join(REPO, 'mlr_plugin', 'engine', 'cli.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules['_mlr_plugin_cli']
+
+
+cli = load_cli()
 
 
 def parse_args(argv=None):
@@ -29,13 +41,21 @@ def parse_args(argv=None):
                         help='bf16 mixed precision: auto = on when CUDA is available')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
-    add_runner_args(parser, cfg_help='override config entries, e.g. '
-                    'model.backbone.pretrained=/path/RN101.pt')
-    return parse_runner_args(parser, argv)
+    cli.add_runner_args(parser, cfg_help='override config entries, e.g. '
+                        'model.backbone.pretrained=/path/RN101.pt')
+    args = cli.parse_runner_args(parser, argv)
+    # checked before anything heavy is imported: a typo costs a fraction of a second
+    cli.check_config(args.config)
+    cli.check_cfg_options(args.cfg_options)
+    if args.resume not in (None, 'auto'):
+        cli.check_file(args.resume, 'checkpoint to resume from (--resume)')
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from mlr_plugin.engine.launch import (build_runner_config, check_data_roots,
+                                         setup_distributed)
     setup_distributed(args.launcher)
     from mmengine.runner import Runner
 
@@ -45,44 +65,83 @@ def main(argv=None):
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint.pop('save_best', None)
+    check_data_roots(cfg, ['train_dataloader', 'val_dataloader'])
     resume_note = ''
     if args.resume == 'auto':
         from mlr_plugin.engine.checkpointing import find_resume_checkpoint
         resume_from, resume_note = find_resume_checkpoint(cfg.work_dir)
         cfg.resume, cfg.load_from = resume_from is not None, resume_from
+        if resume_from is None:  # said plainly, before the Runner's long banner
+            print(f'--resume: {resume_note}', file=sys.stderr)
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
     if resume_note:
         runner.logger.info(resume_note)
-    validation = FinalValidation()
+    validation = make_final_validation()
     runner.register_hook(validation, priority='LOWEST')
-    runner.train()
+    try:
+        runner.train()
+    except BaseException as error:
+        if not caused_by_ctrl_c(error):
+            raise
+        # Ctrl-C: run_cli prints this one line (where to continue from) and exits 130
+        raise cli.Interrupted(interrupted_message(runner)) from None
     summary = final_validation_summary(validation.metrics)
     if summary:
         runner.logger.info(f'final validation: {summary}  (work dir: {runner.work_dir})')
     return runner
 
 
-class FinalValidation(Hook):
-    """Keeps the metrics of the validations run in this process, and validates once
-    more after training when the last one did not see the final weights (a run resumed
-    from a checkpoint written before its final validation trains nothing more, so
-    mmengine would not validate it)."""
+def caused_by_ctrl_c(error: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error raised while handling one: mmengine turns any
+    exception while it formats the config for a checkpoint (a bare ``except``) into a
+    SyntaxError, and Ctrl-C often lands there."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
-    def __init__(self):
-        self.metrics = None
-        self.validated_at = None
 
-    def after_val_epoch(self, runner, metrics=None) -> None:
-        self.metrics = dict(metrics or {})
-        self.validated_at = runner.iter
+def interrupted_message(runner) -> str:
+    """'interrupted at iteration N; rerun with --resume to continue from CKPT' (the
+    checkpoint --resume would pick), or '...; no checkpoint yet'."""
+    from mlr_plugin.engine.checkpointing import find_resume_checkpoint
+    where = f'interrupted at iteration {runner.iter + 1}'  # 1-based, as the log counts
+    latest, _ = find_resume_checkpoint(runner.work_dir)
+    if latest is None:
+        return f'{where}; no checkpoint yet (a rerun starts from scratch)'
+    return f'{where}; rerun with --resume to continue from {latest}'
 
-    def after_train(self, runner) -> None:
-        if runner.val_loop is not None and self.validated_at != runner.iter:
-            runner.logger.info('the final weights were not validated in this run: '
-                               'validating them now')
-            runner.val_loop.run()
+
+def make_final_validation():
+    """The hook (built here: mmengine is imported only once the options are checked)."""
+    from mmengine.hooks import Hook
+
+    class FinalValidation(Hook):
+        """Keeps the metrics of the validations run in this process, and validates once
+        more after training when the last one did not see the final weights (a run resumed
+        from a checkpoint written before its final validation trains nothing more, so
+        mmengine would not validate it)."""
+
+        def __init__(self):
+            self.metrics = None
+            self.validated_at = None
+
+        def after_val_epoch(self, runner, metrics=None) -> None:
+            self.metrics = dict(metrics or {})
+            self.validated_at = runner.iter
+
+        def after_train(self, runner) -> None:
+            if runner.val_loop is not None and self.validated_at != runner.iter:
+                runner.logger.info('the final weights were not validated in this run: '
+                                   'validating them now')
+                runner.val_loop.run()
+
+    return FinalValidation()
 
 
 def final_validation_summary(metrics, keys=('mAP', 'CF1', 'OF1', 'zsl/mAP')) -> str:
@@ -92,4 +151,4 @@ def final_validation_summary(metrics, keys=('mAP', 'CF1', 'OF1', 'zsl/mAP')) -> 
 
 
 if __name__ == '__main__':
-    run_cli(main)
+    cli.run_cli(main)

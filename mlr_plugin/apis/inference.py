@@ -1,6 +1,8 @@
 """Inference: images (+ any list of class names) -> per-class scores and labels."""
+import difflib
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Union
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -16,7 +18,10 @@ class MultiLabelInferencer:
             ``tools/train.py``; a checkpoint carries its config and class names.
         checkpoint (str, optional): checkpoint to load on top of a config.
         class_names (Sequence[str], optional): names to score. Default: the checkpoint's
-            training classes. Shared-context and hand-crafted prompts score any names.
+            training classes. Shared-context and hand-crafted prompts score any names;
+            class-specific contexts score their trained classes only, matched by name
+            (any order or subset; the model always scores all its classes in the trained
+            order, results come in the order given). Empty or repeated names are errors.
         device (str, optional): ``'cuda'`` when available, else ``'cpu'``.
         cfg_options (Sequence[str], optional): ``KEY=VALUE`` config overrides.
 
@@ -68,13 +73,19 @@ class MultiLabelInferencer:
         self.model.to(self.device).eval()
 
         default_names = (ckpt_meta.get('dataset_meta') or {}).get('classes')
+        if default_names is None and self.model.class_names is not None:
+            default_names = self.model.class_names
+        self.class_specific = bool(getattr(self.model.prompt_learner, 'class_specific',
+                                           False))
+        # the classes the contexts of a class-specific model were trained for, in order
+        self.trained_classes = (list(default_names) if self.class_specific and
+                                default_names is not None else None)
         names = class_names if class_names is not None else default_names
-        if names is None:
-            names = self.model.class_names
         if names is None:
             raise ValueError('no class names: pass class_names=[...] (a checkpoint from '
                              'tools/train.py carries its training classes)')
-        self.class_names = list(names)
+        self.class_names = check_class_names(names)
+        self._match(self.class_names)  # wrong names fail here, not at the first call
 
         pipeline_cfg = cfg.test_dataloader.dataset.pipeline
         self.load_step = Compose([pipeline_cfg[0]]) if pipeline_cfg else None
@@ -101,7 +112,8 @@ class MultiLabelInferencer:
         if isinstance(images, (str, np.ndarray)):
             images = [images]
         names = list(class_names) if class_names is not None else self.class_names
-        self.model.set_class_names(names)
+        scored, report = self._match(names)
+        self.model.set_class_names(scored)
         results = []
         for start in range(0, len(images), batch_size):
             batch = [self._prepare(img) for img in images[start:start + batch_size]]
@@ -111,12 +123,60 @@ class MultiLabelInferencer:
             samples = self.model.predict(data['inputs'])
             for sample in samples:
                 scores = sample.pred_score.float().cpu().numpy()
+                if report is not None:  # trained order -> the order asked for
+                    scores = scores[report]
                 order = np.argsort(-scores, kind='stable')
                 results.append(dict(
                     scores={names[i]: float(scores[i]) for i in range(len(names))},
                     labels=[names[i] for i in order if scores[i] > threshold],
                     topk=[(names[i], float(scores[i])) for i in order[:topk]]))
         return results
+
+
+    def _match(self, names: Sequence[str]) -> Tuple[List[str], Optional[List[int]]]:
+        """(names the model scores, index of each asked name among them or None).
+
+        Every model: no empty and no repeated names. A class-specific model scores its
+        trained classes in their trained order; asked names are looked up there by name
+        (unknown ones are an error listing close matches)."""
+        names = check_class_names(names)
+        if self.trained_classes is None:
+            return names, None
+        trained = self.trained_classes
+        position = {name: i for i, name in enumerate(trained)}
+        unknown = [name for name in names if name not in position]
+        if unknown:
+            described = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, trained, n=3, cutoff=0.5)
+                hint = ('did you mean ' + ' or '.join(repr(c) for c in close) + '?'
+                        if close else 'no close match')
+                described.append(f'{name!r} ({hint})')
+            raise ValueError(
+                f'class names not among the {len(trained)} classes this class-specific '
+                f'model was trained on: {", ".join(described)}; its contexts score only '
+                'those (a shared-context model scores new names)')
+        return trained, [position[name] for name in names]
+
+
+def check_class_names(names: Sequence[str]) -> List[str]:
+    """``names`` as a list of str: not empty, no empty name, no name twice (one-line
+    ValueError naming the culprit)."""
+    if isinstance(names, str):
+        raise ValueError(f'class_names must be a list of names, got the string {names!r}')
+    names = list(names)
+    if not names:
+        raise ValueError('class_names is empty: give at least one class name')
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ValueError(f'class_names[{i}] is not a string: {name!r}')
+        if not name.strip():
+            raise ValueError(f'class_names[{i}] is an empty name ({name!r})')
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        raise ValueError(f'class_names lists {", ".join(map(repr, repeated))} more than '
+                         'once: give each class once')
+    return names
 
 
 def _read_checkpoint_meta(path: str) -> dict:

@@ -13,10 +13,14 @@ Output layout (the same files COCO-2014 ships, read with pycocotools)::
       annotations/instances_{train,val,test}.json   images, annotations, categories
       annotations/captions_{train,val,test}.json    5 captions per image
       {train,val,test}/{split}_{index:06d}.jpg
+      manifest.json                                 seed, sizes, style, file count
 
-CLI: ``python -m mlr_plugin.datasets.demo_world --out data/demo_world --seed 0``
+CLI: ``python -m mlr_plugin.datasets.demo_world --out data/demo_world --seed 0``.
+Re-running it is a no-op when a complete world of the same seed and sizes is there; an
+incomplete or different one is generated again.
 """
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +32,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from mlr_plugin.fileio import write_json_atomic
 
 # RGB anchor colours; each object jitters around its anchor (see _object_colour). Four
 # well-separated hues so a tiny CNN can tell them apart after JPEG compression.
@@ -312,21 +318,65 @@ def _dump_json(path: Path, obj: dict) -> None:
         json.dump(obj, f, separators=(',', ':'))
 
 
+MANIFEST = 'manifest.json'
+_WORLD_ENTRIES = {'annotations', *SPLITS, MANIFEST}  # what a demo world folder holds
+
+
+def world_manifest(seed: int, num_train: int, num_val: int, num_test: int,
+                   image_size: int, style: Optional[WorldStyle] = None) -> dict:
+    """What identifies a world: seed, sizes, style (as JSON reads back)."""
+    style = style or DEFAULT_STYLE
+    return json.loads(json.dumps(dict(
+        seed=int(seed), num_train=int(num_train), num_val=int(num_val),
+        num_test=int(num_test), image_size=int(image_size),
+        style=dataclasses.asdict(style))))
+
+
+def _count_files(root: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(root))
+
+
+def world_status(out_dir, manifest: dict) -> str:
+    """'complete' (``out_dir`` holds the world ``manifest`` describes, every file
+    there), 'missing', 'foreign' (a folder that is not a demo world) or why the world
+    there is not the one asked for."""
+    out_dir = Path(out_dir)
+    if not out_dir.exists():
+        return 'missing'
+    if not out_dir.is_dir() or not set(os.listdir(out_dir)) <= _WORLD_ENTRIES:
+        return 'foreign'
+    try:
+        with open(out_dir / MANIFEST, encoding='utf-8') as f:
+            written = json.load(f)
+    except (OSError, ValueError):
+        return 'incomplete (no readable manifest.json)'
+    file_count = written.pop('file_count', None) if isinstance(written, dict) else None
+    if written != manifest:
+        return 'different (another seed, size or style)'
+    if _count_files(out_dir) - 1 != file_count:  # every file but the manifest
+        return 'incomplete (files missing or added)'
+    return 'complete'
+
+
 def generate_demo_world(out_dir, seed: int = 0, num_train: int = 8000, num_val: int = 300,
                         num_test: int = 500, image_size: int = 128,
                         overwrite: bool = False,
                         style: Optional[WorldStyle] = None) -> Path:
     """Generate the demo world into ``out_dir`` (see the module docstring for the layout).
 
-    The world is written into a temporary sibling folder and renamed into place at the
-    end, so a failed or interrupted run never leaves a partial ``out_dir``.
+    Nothing is written when ``out_dir`` already holds the complete world of these
+    arguments (its ``manifest.json``, written last, says so and the file count matches).
+    An incomplete or different demo world there is replaced. The world is written into
+    a temporary sibling folder and renamed into place at the end, so a failed or
+    interrupted run never leaves a partial ``out_dir``.
 
     Args:
         out_dir: folder to create.
         seed: world seed; the same seed and sizes give byte-identical files.
         num_train, num_val, num_test: images per split (>= 0).
         image_size: square image side in pixels (>= 32).
-        overwrite: replace an existing ``out_dir`` instead of raising FileExistsError.
+        overwrite: regenerate even a complete world, and replace an ``out_dir`` that is
+            not a demo world (otherwise FileExistsError).
         style: difficulty knobs (``WorldStyle``); None means ``DEFAULT_STYLE``.
 
     Returns:
@@ -340,16 +390,24 @@ def generate_demo_world(out_dir, seed: int = 0, num_train: int = 8000, num_val: 
     if image_size < 32:
         raise ValueError(f'generate_demo_world: image_size must be >= 32, got {image_size}')
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise FileExistsError(f'demo world output folder already exists: {out_dir} '
-                              '(pass overwrite=True / --overwrite to replace it)')
+    manifest = world_manifest(seed, num_train, num_val, num_test, image_size, style)
+    status = world_status(out_dir, manifest)
+    if status == 'complete' and not overwrite:
+        return out_dir
+    if status == 'foreign' and not overwrite:
+        raise FileExistsError(f'{out_dir} exists and is not a demo world (it holds other '
+                              'files): pass overwrite=True / --overwrite to replace it, or '
+                              'choose another folder')
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
     try:
         for split_index, split in enumerate(SPLITS):
             _write_split(tmp, split, split_index, sizes[split], int(seed), int(image_size),
                          style or DEFAULT_STYLE)
-        if out_dir.exists():  # overwrite: move the old world aside first, then swap
+        # last: the manifest (with the number of files besides it) marks a whole world
+        write_json_atomic(dict(manifest, file_count=_count_files(tmp)), tmp / MANIFEST,
+                          indent=1)
+        if out_dir.exists():  # replace: move the old world aside first, then swap
             old = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.old-', dir=out_dir.parent))
             os.rename(out_dir, old / 'world')
             os.rename(tmp, out_dir)
@@ -372,14 +430,26 @@ def main(argv=None):
     parser.add_argument('--num-test', type=int, default=500)
     parser.add_argument('--image-size', type=int, default=128)
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace an existing output folder')
+                        help='generate again even when a complete world is there, and '
+                        'replace an output folder that is not a demo world')
     args = parser.parse_args(argv)
     start = time.time()
+    sizes = f'{args.num_train}/{args.num_val}/{args.num_test} train/val/test images'
+    manifest = world_manifest(args.seed, args.num_train, args.num_val, args.num_test,
+                              args.image_size)
+    status = world_status(args.out, manifest)
+    if status == 'complete' and not args.overwrite:
+        print(f'demo world already complete in {args.out} (seed {args.seed}, {sizes}, '
+              f'{args.image_size} px): nothing to do')
+        return Path(args.out)
+    if status not in ('missing', 'complete', 'foreign'):
+        print(f'demo world in {args.out} is {status}: generating it again')
     out = generate_demo_world(args.out, seed=args.seed, num_train=args.num_train,
                               num_val=args.num_val, num_test=args.num_test,
                               image_size=args.image_size, overwrite=args.overwrite)
-    print(f'demo world written to {out} ({args.num_train}/{args.num_val}/{args.num_test} '
-          f'train/val/test images, {len(DEMO_CLASSES)} classes) in {time.time() - start:.1f}s')
+    print(f'demo world written to {out} ({sizes}, {len(DEMO_CLASSES)} classes) '
+          f'in {time.time() - start:.1f}s')
+    return out
 
 
 if __name__ == '__main__':

@@ -5,6 +5,10 @@ from typing import Optional, Sequence
 
 import torch
 
+# one implementation: the tools load cli.py before torch; the Runner helpers live there
+from .cli import (add_runner_args, missing_data_root_message,  # noqa: F401
+                  parse_runner_args, run_cli)
+
 
 def setup_distributed(launcher: str) -> None:
     """Initialise the process group ourselves when there is no GPU.
@@ -103,29 +107,14 @@ def build_runner_config(config: str, work_dir: Optional[str] = None,
     return cfg
 
 
-def add_runner_args(parser, cfg_help: str = 'override config entries') -> None:
-    """The options every Runner tool takes: --cfg-options, --launcher, --local-rank."""
-    parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE',
-                        help=cfg_help)
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                        default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-
-
-def parse_runner_args(parser, argv=None):
-    """Parse, and export LOCAL_RANK the way torch.distributed.launch users expect."""
-    import os
-    args = parser.parse_args(argv)
-    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
-    return args
-
-
-def run_cli(main) -> None:
-    """Run a tool's ``main``; a bad checkpoint file is a one-line error, not a traceback."""
-    import sys
-
-    from mlr_plugin.compat import CheckpointError
-    try:
-        main()
-    except CheckpointError as error:
-        sys.exit(f'error: {error}')
+def check_data_roots(cfg, loaders: Sequence[str]) -> None:
+    """A one-line FileNotFoundError when a dataloader's ``dataset.data_root`` is a local
+    folder that does not exist (the demo world's says how to generate it), before the
+    Runner builds anything."""
+    for key in loaders:
+        loader = cfg.get(key)
+        dataset = loader.get('dataset') if loader else None
+        root = dataset.get('data_root') if hasattr(dataset, 'get') else None
+        if isinstance(root, str) and root and '://' not in root and not osp.isdir(root):
+            raise FileNotFoundError(missing_data_root_message(f'{key}.dataset.data_root',
+                                                              root))

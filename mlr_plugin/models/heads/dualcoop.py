@@ -47,7 +47,8 @@ class DualCoOpHead(BasePairLogitHead):
     Args:
         spatial_scale: scale of cosines before the spatial softmax (20).
         logit_scale: extra scale of the pooled logits (5; 20 * 5 = CLIP's 100).
-        loss: pair loss config (DualCoOp: ASL with eps 1e-6, summed).
+        loss: pair loss config (DualCoOp's COCO recipe: ASL gamma+ 1, gamma- 2, clip
+            0.05, eps 1e-6, sum x 0.03).
         thr / topk: prediction rule (default: ``p+ > 0.5``).
 
     Outputs of ``forward``: ``pos_logit``, ``neg_logit`` (B, C) and ``attention``
@@ -57,7 +58,9 @@ class DualCoOpHead(BasePairLogitHead):
     prompt_names = ('pos', 'neg')
 
     def __init__(self, spatial_scale: float = 20.0, logit_scale: float = 5.0,
-                 loss: Union[dict, nn.Module] = dict(type='PairSoftmaxASL', eps=1e-6),
+                 loss: Union[dict, nn.Module] = dict(
+                     type='PairSoftmaxASL', gamma_pos=1.0, gamma_neg=2.0, clip=0.05,
+                     eps=1e-6, reduction='sum', loss_weight=0.03),
                  thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
         super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
         self.spatial_scale = float(spatial_scale)

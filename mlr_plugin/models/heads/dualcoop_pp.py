@@ -98,7 +98,8 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
     def __init__(self, init_log_temperature: float = 3.0, map_scale: float = math.exp(3),
                  gamma: float = 200.0, use_wta: bool = True,
                  loss: Union[dict, nn.Module] = dict(
-                     type='PairSoftmaxASL', eps=1e-8, reduction='sum', loss_weight=0.02),
+                     type='PairSoftmaxASL', gamma_pos=1.0, gamma_neg=2.0, clip=0.05,
+                     eps=1e-8, reduction='sum', loss_weight=0.02),
                  thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
         super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
         self.log_temperature = nn.Parameter(torch.tensor(float(init_log_temperature)))
