@@ -2,18 +2,14 @@
 ``tools/train.py --resume`` continues from, to the same final weights as a run that was
 never interrupted (AtomicCheckpointHook, find_resume_checkpoint)."""
 import os
-import random
 import re
 import signal
 import sys
 import time
 import traceback
 
-import numpy as np
 import pytest
 import torch
-from mmengine.hooks import Hook
-from mmengine.runner import Runner
 from test_tools import REPO, _load_tool, coco_options
 
 from mlr_plugin.compat import CheckpointError, load_checkpoint_file
@@ -48,17 +44,6 @@ def _argv(world, work, resume):
             '--cfg-options', *opts]
 
 
-class _SeedEachEpoch(Hook):
-    """Augmentations draw from the global RNGs, which a checkpoint does not hold: seed
-    them per epoch so a resumed run can be compared bit for bit."""
-    priority = 'VERY_HIGH'
-
-    def before_train_epoch(self, runner):
-        random.seed(runner.epoch)
-        np.random.seed(runner.epoch)
-        torch.manual_seed(runner.epoch)
-
-
 def _child(argv, events_fd, log_path):
     """Runs in the forked child: train with every checkpoint write slowed down into
     chunks, each announced on ``events_fd`` before it is written."""
@@ -91,14 +76,8 @@ def _child(argv, events_fd, log_path):
 
     checkpointing._write_bytes = slow_write_bytes
     checkpointing.write_text_atomic = slow_write_text
-    build = Runner.from_cfg.__func__
-
-    def from_cfg(cls, cfg):
-        runner = build(cls, cfg)
-        runner.register_hook(_SeedEachEpoch())
-        return runner
-
-    Runner.from_cfg = classmethod(from_cfg)
+    # no reseeding here: the configs' EpochSeededSampler makes the augmentation of a
+    # resumed epoch equal to an uninterrupted one's
     code = 0
     try:
         _load_tool('train').main(argv)
