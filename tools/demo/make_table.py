@@ -9,9 +9,18 @@ tools/test.py and reports mAP / CF1 / OF1 (zero-shot rows: on the 5 held-out cla
 Two more rows score the same split with the shipped CLIP's own zero-shot classifier
 ("a photo of a {}.", tiny_clip_eval.py): on the image embedding and, densely, max over
 locations; they rank images only, so they have mAP and no F1.
+
+Every trained row has the same budget (read back from the run, printed in the table's
+"budget" column and in its caption): iterations x batch, optimizer and schedule, training
+augmentation. When the trained rows' budgets differ, the caption says so. The time column
+is the wall-clock time of the row (train + test) and, in brackets, the CPU time of this
+process (the model's forward/backward on 2 threads; the data-loader workers, which only
+decode and flip images, are not counted); the caption gives the load average, since
+another job on the machine inflates the wall-clock time much more than the CPU time.
 """
 import argparse
 import importlib.util
+import os
 import os.path as osp
 import platform
 import time
@@ -40,6 +49,20 @@ def _tool(name):
     return module
 
 
+def budget_of(runner) -> str:
+    """'1000 it x batch 32 (4 ep), SGD lr 0.03 cosine, aug: RandomFlip' of a trained runner."""
+    cfg = runner.cfg
+    transforms = [t['type'] if isinstance(t['type'], str) else t['type'].__name__
+                  for t in cfg.train_dataloader.dataset.pipeline]
+    aug = [t for t in transforms if t not in ('LoadImageCV2', 'PackInputs')] or ['none']
+    optim = cfg.optim_wrapper.optimizer
+    schedule = '+'.join(str(s['type']).replace('AnnealingLR', '').replace('LR', '')
+                        for s in cfg.param_scheduler)
+    return (f'{runner.max_iters} it x batch {cfg.train_dataloader.batch_size} '
+            f'({runner.max_epochs} ep), {optim["type"]} lr {optim["lr"]:g} {schedule.lower()}, '
+            f'aug: {", ".join(aug)}')
+
+
 def _clip_zero_shot(data_root):
     """tiny_clip_eval's metrics of the shipped demo CLIP on the test split."""
     import sys
@@ -64,7 +87,7 @@ def main(argv=None):
     train, test = _tool('train'), _tool('test')
     options = [f'{loader}.dataset.data_root={args.data_root}'
                for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    results, trained = [], {}
+    results, trained, budgets = [], {}, {}
     rows = [r for r in ROWS if not args.only
             or osp.splitext(osp.basename(r[1]))[0] in args.only]
     if not rows:
@@ -73,39 +96,49 @@ def main(argv=None):
     for label, config, prefix in rows:
         name = osp.splitext(osp.basename(config))[0]
         work = osp.join(args.work_dir, name)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         checkpoint = None
         if 'handcrafted' not in name:
             if config not in trained:
                 runner = train.main([config, '--work-dir', work, '--cfg-options', *options])
                 trained[config] = osp.join(work, f'epoch_{runner.max_epochs}.pth')
+                budgets[config] = budget_of(runner)
             checkpoint = trained[config]
         argv = [config] + ([checkpoint] if checkpoint else []) + [
             '--work-dir', osp.join(work, 'test'), '--cfg-options', *options]
         metrics = test.main(argv)
-        seconds = time.perf_counter() - start
+        seconds = (time.perf_counter() - start, time.process_time() - cpu)
         results.append((label, metrics[f'{prefix}mAP'], metrics.get(f'{prefix}CF1'),
-                        metrics.get(f'{prefix}OF1'), seconds))
+                        metrics.get(f'{prefix}OF1'), budgets.get(config, 'no training'),
+                        seconds))
 
     if not args.only:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         clip_zero_shot = _clip_zero_shot(args.data_root)
-        seconds = time.perf_counter() - start
+        seconds = (time.perf_counter() - start, time.process_time() - cpu)
         results[3:3] = [  # after the hand-crafted pos/neg row on all 20 classes
             ('zero-shot CLIP, "a photo of a {}." on the image embedding, all 20 classes',
-             clip_zero_shot['zs_map_global'], None, None, seconds),
+             clip_zero_shot['zs_map_global'], None, None, 'no training', seconds),
             ('zero-shot CLIP, "a photo of a {}." max over locations (dense), all 20 classes',
-             clip_zero_shot['zs_map_dense'], None, None, seconds)]
+             clip_zero_shot['zs_map_dense'], None, None, 'no training', seconds)]
 
     machine = (f'{platform.machine()} CPU, {torch.get_num_threads()} threads, '
                f'torch {torch.__version__}')
-    print(f'\nDemo world test split (500 images, 20 classes), {machine}; '
-          f'`python tools/demo/make_table.py`:\n')
-    print('| setting | mAP | CF1 | OF1 | train + test time |')
-    print('|---|---|---|---|---|')
-    for label, mAP, cf1, of1, seconds in results:
+    distinct = sorted(set(budgets.values()))
+    if len(distinct) == 1:
+        budget_note = f'every trained row: {distinct[0]}'
+    else:
+        budget_note = ('**the trained rows do not share one budget**: ' + '; '.join(
+            f'{osp.basename(c)}: {b}' for c, b in budgets.items()))
+    print(f'\nDemo world test split (500 images, 20 classes), {machine}, load average '
+          f'{os.getloadavg()[2]:.1f} over the last 15 min; `python tools/demo/make_table.py`; '
+          f'{budget_note}.\n')
+    print('| setting | mAP | CF1 | OF1 | budget | train + test time: wall (CPU) |')
+    print('|---|---|---|---|---|---|')
+    for label, mAP, cf1, of1, budget, (wall, cpu) in results:
         fmt = (lambda v: f'{v:.1f}' if v is not None else '—')
-        print(f'| {label} | {fmt(mAP)} | {fmt(cf1)} | {fmt(of1)} | {seconds:.0f} s |')
+        print(f'| {label} | {fmt(mAP)} | {fmt(cf1)} | {fmt(of1)} | {budget} | '
+              f'{wall:.0f} s ({cpu:.0f} s) |')
 
 
 if __name__ == '__main__':
