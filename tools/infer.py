@@ -5,27 +5,11 @@
         --classes "red circle" "blue square" --out preds.json
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-
-def load_cli():
-    """mlr_plugin/engine/cli.py alone (standard library only): options and checks run
-    before torch and mmpretrain are imported."""
-    if '_mlr_plugin_cli' not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            '_mlr_plugin_cli', osp.join(REPO, 'mlr_plugin', 'engine', 'cli.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules['_mlr_plugin_cli']
-
-
-cli = load_cli()
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/, for _bootstrap
+from _bootstrap import cli  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -7,28 +7,12 @@
     python tools/test.py configs/dualcoop/coco_zsl_handcrafted.py       # nothing to load
 """
 import argparse
-import importlib.util
 import os
 import os.path as osp
 import sys
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-
-def load_cli():
-    """mlr_plugin/engine/cli.py alone (standard library only): options and checks run
-    before torch and mmpretrain are imported."""
-    if '_mlr_plugin_cli' not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            '_mlr_plugin_cli', osp.join(REPO, 'mlr_plugin', 'engine', 'cli.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules['_mlr_plugin_cli']
-
-
-cli = load_cli()
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/, for _bootstrap
+from _bootstrap import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -60,17 +44,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mlr_plugin.engine.launch import (build_runner_config, check_data_roots,
-                                         setup_distributed)
-    setup_distributed(args.launcher)
+    from mlr_plugin.engine.launch import check_data_roots, runner_config_from_args
+    cfg = runner_config_from_args(args)
     import torch
     from mmengine.dist import is_main_process
     from mmengine.runner import Runner
 
     from mlr_plugin.evaluation import format_metrics_table
 
-    cfg = build_runner_config(args.config, work_dir=args.work_dir,
-                              cfg_options=args.cfg_options, launcher=args.launcher)
     cfg.load_from = None  # loaded below, strictly, and checked to be complete
     cfg.resume = False
     check_data_roots(cfg, ['test_dataloader'])

@@ -5,27 +5,11 @@
     python tools/train.py CONFIG --cfg-options train_dataloader.dataset.data_root=data/x
 """
 import argparse
-import importlib.util
 import os.path as osp
 import sys
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-
-def load_cli():
-    """mlr_plugin/engine/cli.py alone (standard library only): options and checks run
-    before torch and mmpretrain are imported."""
-    if '_mlr_plugin_cli' not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            '_mlr_plugin_cli', osp.join(REPO, 'mlr_plugin', 'engine', 'cli.py'))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return sys.modules['_mlr_plugin_cli']
-
-
-cli = load_cli()
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/, for _bootstrap
+from _bootstrap import cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -54,14 +38,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mlr_plugin.engine.launch import (build_runner_config, check_data_roots,
-                                         setup_distributed)
-    setup_distributed(args.launcher)
+    from mlr_plugin.engine.launch import check_data_roots, runner_config_from_args
+    cfg = runner_config_from_args(args, amp=args.amp)
     from mmengine.runner import Runner
 
-    cfg = build_runner_config(args.config, work_dir=args.work_dir,
-                              cfg_options=args.cfg_options, launcher=args.launcher,
-                              amp=args.amp)
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
         cfg.default_hooks.checkpoint.pop('save_best', None)

@@ -50,26 +50,24 @@ def parse_runner_args(parser, argv=None):
     return args
 
 
+def _number(text: str, kind, low, high, expected: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected {expected}, got {text!r}')
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f'expected {expected}, got {value}')
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an int >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {text!r}')
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 1, got {value}')
-    return value
+    return _number(text, int, 1, None, 'an integer >= 1')
 
 
 def probability(text: str) -> float:
     """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a number in [0, 1], got {text!r}')
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'expected a number in [0, 1], got {value}')
-    return value
+    return _number(text, float, 0.0, 1.0, 'a number in [0, 1]')
 
 
 # ------------------------------------------------------------------ checks

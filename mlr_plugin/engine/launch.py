@@ -75,6 +75,15 @@ def default_work_dir(config: str) -> str:
     return osp.join('work_dirs', name or osp.splitext(osp.basename(config))[0])
 
 
+def runner_config_from_args(args, amp: str = 'off'):
+    """What tools/train.py and tools/test.py do first: start the process group (CPU runs)
+    and load the config with the command line's work dir, options and launcher."""
+    setup_distributed(args.launcher)
+    return build_runner_config(args.config, work_dir=args.work_dir,
+                               cfg_options=args.cfg_options, launcher=args.launcher,
+                               amp=amp)
+
+
 def build_runner_config(config: str, work_dir: Optional[str] = None,
                         cfg_options: Optional[Sequence[str]] = None,
                         launcher: str = 'none', amp: str = 'off'):
