@@ -6,8 +6,10 @@ HERE = Path(__file__).parent
 
 
 def read_requirements(name):
+    """Requirement lines of requirements/<name> (comments and blank lines dropped)."""
     lines = (HERE / 'requirements' / name).read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith('#')]
+    return [ln.split('#')[0].strip() for ln in lines
+            if ln.split('#')[0].strip()]
 
 
 version = {}
