@@ -521,3 +521,35 @@ def test_converter_coco_and_voc_round_trip(coco_root, tmp_path):
                 check_images=True)
     np.testing.assert_array_equal(dst.get_label_matrix(), src.get_label_matrix())
     assert (dst.get_label_matrix() == -1).sum() == 2  # difficult-only entries kept unknown
+
+
+def test_jpeg_size_honours_exif_orientation(tmp_path):
+    """A phone photo stored 48 wide x 32 high with EXIF orientation 6 (rotate 90) displays
+    (and decodes with OpenCV) 32 wide x 48 high: ori_shape must say so too."""
+    from PIL import Image
+    img = Image.new('RGB', (48, 32), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / 'rotated.jpg'
+    img.save(path, 'JPEG', exif=exif.tobytes())
+    assert jpeg_size(path.read_bytes()) == (48, 32)
+    out = TRANSFORMS.build(dict(type='LoadImageCV2'))(dict(img_path=str(path)))
+    assert out['img'].shape[:2] == (48, 32)
+    assert tuple(out['ori_shape']) == tuple(out['img_shape']) == (48, 32)
+    # Reduced decoding picks its factor on the displayed sides as well.
+    big = tmp_path / 'rotated_big.jpg'
+    Image.new('RGB', (400, 100), (0, 90, 0)).save(big, 'JPEG', exif=exif.tobytes())
+    out = TRANSFORMS.build(dict(type='LoadImageCV2', target_size=(50, 200)))(
+        dict(img_path=str(big)))
+    assert tuple(out['ori_shape']) == (400, 100)
+    assert out['img'].shape[0] >= 200 and out['img'].shape[1] >= 50
+    # No EXIF, then a hand-written big-endian EXIF with orientation 8 (rotate 270).
+    plain = tmp_path / 'plain.jpg'
+    img.save(plain, 'JPEG')
+    data = plain.read_bytes()
+    assert jpeg_size(data) == (32, 48)
+    tiff = (b'MM\x00\x2a\x00\x00\x00\x08' + b'\x00\x01'
+            + b'\x01\x12\x00\x03\x00\x00\x00\x01\x00\x08\x00\x00' + b'\x00\x00\x00\x00')
+    payload = b'Exif\x00\x00' + tiff
+    app1 = b'\xff\xe1' + (len(payload) + 2).to_bytes(2, 'big') + payload
+    assert jpeg_size(data[:2] + app1 + data[2:]) == (48, 32)

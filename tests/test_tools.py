@@ -386,3 +386,15 @@ def test_ctrl_c_in_a_training_process_prints_one_line_and_exits_130(world, tmp_p
     last = err.strip().splitlines()[-1]
     assert re.fullmatch(r'interrupted at iteration \d+; rerun with --resume to continue '
                         rf'from {re.escape(str(work))}/epoch_\d+\.pth', last), last
+
+
+def test_benchmark_memory_is_each_rows_own_peak():
+    """CPU memory per row is that row's own peak: a big batch first must not make the
+    small batch after it report the big one's memory (a process-wide max RSS did)."""
+    bench = _load_tool('benchmark')
+    rows = bench.main([str(REPO / 'configs/dualcoop/coco_p30.py'), '--batch-size', '256', '1',
+                       '--iters', '1', '--warmup', '0', '--device', 'cpu',
+                       '--num-classes', '5', '--cfg-options',
+                       *small_model_options()[:3], 'model.prompt_learner.num_classes=5'])
+    big, small = rows[0]['mem'], rows[1]['mem']
+    assert small < big - 20, (big, small)

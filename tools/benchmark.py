@@ -7,14 +7,20 @@ Reports, per batch size, in one run:
   - frozen image tower forward throughput (images/s): the floor of everything else;
   - train step throughput (forward + backward + optimizer step) and its ratio to the tower;
   - inference throughput (predict) and its ratio to the tower;
-  - peak memory (GPU: torch.cuda.max_memory_allocated; CPU: process max RSS).
+  - peak memory of that row (GPU: torch.cuda.max_memory_allocated after a reset; CPU: the
+    process's peak RSS while the row runs: Linux's high-water mark is reset before each row
+    and freed heap memory is handed back first, so one row's peak is not carried into the
+    next; without /proc, a process-wide max RSS).
 On CUDA the steps run under bf16 autocast (as tools/train.py does with --amp auto).
 With --data, also the data pipeline throughput (images/s) of the training dataset.
 """
 import argparse
+import ctypes
+import gc
 import os.path as osp
 import resource
 import sys
+import threading
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -56,10 +62,70 @@ def _timed(fn, iters, warmup, device):
     return (time.perf_counter() - start) / iters
 
 
-def _peak_memory_mb(device):
-    if device.type == 'cuda':
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_kb(field):
+    """A memory field of /proc/self/status in kB (VmRSS, VmHWM); None without /proc."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class _RowPeak:
+    """Peak memory (MB) of the code run inside one ``with`` block.
+
+    CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``. CPU on Linux: the
+    RSS high-water mark, reset on entry (``/proc/self/clear_refs`` = 5) after collecting
+    garbage and trimming the C heap, so memory the previous row freed does not count; if
+    the reset is refused, a thread samples the RSS every millisecond instead. Elsewhere:
+    the process max RSS (``getrusage``), which never goes down.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.mb = None
+
+    def __enter__(self):
+        if self.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        gc.collect()
+        try:
+            ctypes.CDLL('libc.so.6').malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+        self._mode = 'rusage'
+        if _rss_kb('VmRSS') is not None:
+            try:
+                with open('/proc/self/clear_refs', 'w') as f:
+                    f.write('5')
+                self._mode = 'hwm'
+            except OSError:
+                self._mode = 'sample'
+                self._sampled, self._stop = _rss_kb('VmRSS'), threading.Event()
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self._sampled = max(self._sampled, _rss_kb('VmRSS') or 0)
+
+    def __exit__(self, *exc):
+        if self.device.type == 'cuda':
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self._mode == 'hwm':
+            self.mb = _rss_kb('VmHWM') / 1024
+        elif self._mode == 'sample':
+            self._stop.set()
+            self._thread.join()
+            self.mb = max(self._sampled, _rss_kb('VmRSS') or 0) / 1024
+        else:
+            self.mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return False
 
 
 def benchmark_model(model, batch_sizes, num_classes, iters, warmup, device, amp):
@@ -79,8 +145,6 @@ def benchmark_model(model, batch_sizes, num_classes, iters, warmup, device, amp)
         gen = torch.Generator().manual_seed(0)
         gt = torch.randint(-1, 2, (bs, num_classes), generator=gen).float().to(device)
         samples = [DataSample().set_gt_score(g) for g in gt]
-        if device.type == 'cuda':
-            torch.cuda.reset_peak_memory_stats(device)
 
         def tower():
             with torch.no_grad(), autocast():
@@ -98,12 +162,14 @@ def benchmark_model(model, batch_sizes, num_classes, iters, warmup, device, amp)
             with autocast():
                 model.predict(inputs)
 
-        t_tower = _timed(tower, iters, warmup, device)
-        t_train = _timed(train_step, iters, warmup, device)
-        t_infer = _timed(infer, iters, warmup, device)
+        with _RowPeak(device) as peak:
+            t_tower = _timed(tower, iters, warmup, device)
+            t_train = _timed(train_step, iters, warmup, device)
+            t_infer = _timed(infer, iters, warmup, device)
         rows.append(dict(batch=bs, tower=bs / t_tower, train=bs / t_train,
                          infer=bs / t_infer, train_ratio=t_tower / t_train,
-                         infer_ratio=t_tower / t_infer, mem=_peak_memory_mb(device)))
+                         infer_ratio=t_tower / t_infer, mem=peak.mb))
+        del inputs, gt, samples
     return rows
 
 

@@ -14,11 +14,38 @@ _REDUCED_FLAGS = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_
                   (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
+def _exif_orientation(segment: bytes) -> int:
+    """EXIF orientation (1..8) from an APP1 segment's payload; 1 when absent/unreadable."""
+    if segment[:6] != b'Exif\x00\x00':
+        return 1
+    tiff = segment[6:]
+    order = {b'II': 'little', b'MM': 'big'}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    count = int.from_bytes(tiff[ifd:ifd + 2], order)
+    for i in range(count):
+        entry = tiff[ifd + 2 + 12 * i:ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            break
+        if int.from_bytes(entry[0:2], order) == 0x0112:  # Orientation, a SHORT
+            value = int.from_bytes(entry[8:10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
 def jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """(height, width) from a JPEG header without decoding; None if not a JPEG."""
+    """Displayed (height, width) from a JPEG header without decoding; None if not a JPEG.
+
+    Honours the EXIF orientation as OpenCV's decoder does: orientations 5..8 (a 90 degree
+    turn) swap the stored frame's height and width.
+    """
     if data[:2] != b'\xff\xd8':
         return None
     pos = 2
+    orientation = 1
     while pos + 9 <= len(data):
         if data[pos] != 0xFF:
             return None
@@ -30,10 +57,12 @@ def jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
             pos += 2
             continue
         length = int.from_bytes(data[pos + 2:pos + 4], 'big')
+        if marker == 0xE1 and orientation == 1:  # APP1: EXIF (comes before the frame)
+            orientation = _exif_orientation(data[pos + 4:pos + 2 + length])
         if marker in _SOF_MARKERS:
             height = int.from_bytes(data[pos + 5:pos + 7], 'big')
             width = int.from_bytes(data[pos + 7:pos + 9], 'big')
-            return height, width
+            return (width, height) if orientation >= 5 else (height, width)
         if marker == 0xDA:  # start of scan before any frame header: give up
             return None
         pos += 2 + length
