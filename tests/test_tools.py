@@ -6,6 +6,7 @@ import json
 import math
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +122,10 @@ def test_train_resume_test_infer_partial_labels(world, tmp_path, capsys):
     printed = capsys.readouterr().out
     for key in ('mAP', 'CF1', 'OF1'):
         assert key in printed and math.isfinite(metrics[key])
+    # the README's promise: the metrics also land in the JSON file the tool names
+    written = Path(printed.split('metrics written to ')[1].split()[0])
+    assert written.parent.parent == tmp_path / 't'
+    assert json.loads(written.read_text())['mAP'] == pytest.approx(metrics['mAP'])
     dumped = json.loads(out.read_text())
     assert dumped['classes'] == list(DEMO_CLASSES) and len(dumped['predictions']) == 12
     scores = np.array([p['pred_score'] for p in dumped['predictions']])
@@ -398,3 +403,24 @@ def test_benchmark_memory_is_each_rows_own_peak():
                        *small_model_options()[:3], 'model.prompt_learner.num_classes=5'])
     big, small = rows[0]['mem'], rows[1]['mem']
     assert small < big - 20, (big, small)
+
+
+def test_failed_run_leaves_no_run_folder_in_the_default_work_dir(world, tmp_path, monkeypatch):
+    """A run that fails before its first checkpoint (here: a missing annotation file,
+    found only when the Runner builds the dataset) leaves no work_dirs/<name>/<time>/
+    debris behind when the work dir was the default; a chosen work dir is kept."""
+    train = _load_tool('train')
+    monkeypatch.chdir(tmp_path)
+    config = str(REPO / 'configs/dualcoop/coco_p30.py')
+    opts = coco_options(world) + ['model.prompt_learner.num_classes=20',
+                                  'train_dataloader.dataset.ann_file=annotations/missing.json']
+    with pytest.raises(FileNotFoundError, match='missing.json'):
+        train.main([config, '--cfg-options', *opts])
+    assert not (tmp_path / 'work_dirs').exists()
+    # mmengine keys its logger and visualizer by the run's timestamp (1 s resolution): a
+    # second Runner in the same second of one process would reuse the first run's folder
+    time.sleep(1.1)
+    chosen = tmp_path / 'mine'
+    with pytest.raises(FileNotFoundError, match='missing.json'):
+        train.main([config, '--work-dir', str(chosen), '--cfg-options', *opts])
+    assert any(chosen.iterdir())  # the user's own folder keeps the log of what failed

@@ -82,6 +82,8 @@ def main(argv=None):
                 'evaluate the untrained model on purpose')
     metrics = runner.test()
     print(format_metrics_table(metrics))
+    if is_main_process():  # mmengine's LoggerHook wrote them there
+        print(f'metrics written to {osp.join(runner.log_dir, runner.timestamp + ".json")}')
     if dump_file is not None and is_main_process():
         if dump_file != args.out:
             write_pickle_from_json(dump_file, args.out)

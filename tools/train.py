@@ -38,7 +38,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mlr_plugin.engine.launch import check_data_roots, runner_config_from_args
+    from mlr_plugin.engine.launch import (FailedRunCleanup, check_data_roots,
+                                         default_work_dir, runner_config_from_args)
     cfg = runner_config_from_args(args, amp=args.amp)
     from mmengine.runner import Runner
 
@@ -55,7 +56,13 @@ def main(argv=None):
             print(f'--resume: {resume_note}', file=sys.stderr)
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = Runner.from_cfg(cfg)
+    cleanup = FailedRunCleanup(cfg.work_dir, enabled=args.work_dir is None and
+                               cfg.work_dir == default_work_dir(args.config))
+    try:
+        runner = Runner.from_cfg(cfg)
+    except Exception:
+        cleanup()
+        raise
     if resume_note:
         runner.logger.info(resume_note)
     validation = make_final_validation()
@@ -64,6 +71,7 @@ def main(argv=None):
         runner.train()
     except BaseException as error:
         if not caused_by_ctrl_c(error):
+            cleanup()
             raise
         # Ctrl-C: run_cli prints this one line (where to continue from) and exits 130
         raise cli.Interrupted(interrupted_message(runner)) from None

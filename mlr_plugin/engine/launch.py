@@ -1,5 +1,6 @@
 """What tools/train.py, tools/test.py and the inferencer share: loading a config the
 mlr_plugin way (registries, work dir, AMP, CPU distributed runs)."""
+import os
 import os.path as osp
 from typing import Optional, Sequence
 
@@ -73,6 +74,46 @@ def default_work_dir(config: str) -> str:
     from .metafile import model_name_for_config
     name = model_name_for_config(config)
     return osp.join('work_dirs', name or osp.splitext(osp.basename(config))[0])
+
+
+class FailedRunCleanup:
+    """Remove what a failed run added to its *default* work dir when it wrote no
+    checkpoint, so mistakes leave no empty run folders behind; a work dir the user chose,
+    or one holding checkpoints, is never touched.
+
+    Example:
+        >>> cleanup = FailedRunCleanup(cfg.work_dir, enabled=args.work_dir is None)
+        >>> try: ... train ...
+        ... except Exception: cleanup(); raise
+    """
+
+    def __init__(self, work_dir: str, enabled: bool = True):
+        self.work_dir = osp.abspath(work_dir)
+        self.enabled = enabled
+        # the first folder of the path that does not exist yet is ours to remove
+        self.created_root = None
+        path = self.work_dir
+        while not osp.exists(path):
+            self.created_root = path
+            path = osp.dirname(path)
+        self.before = set() if self.created_root else set(os.listdir(self.work_dir))
+
+    def __call__(self) -> None:
+        if not self.enabled or not osp.isdir(self.work_dir):
+            return
+        new = set(os.listdir(self.work_dir)) - self.before
+        if any(name.endswith('.pth') or name == 'last_checkpoint' for name in new):
+            return
+        import shutil
+        if self.created_root is not None:
+            shutil.rmtree(self.created_root, ignore_errors=True)
+            return
+        for name in new:
+            path = osp.join(self.work_dir, name)
+            if osp.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
 
 
 def runner_config_from_args(args, amp: str = 'off'):
