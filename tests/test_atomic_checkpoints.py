@@ -54,25 +54,22 @@ def _child(argv, events_fd, log_path):
     def announce(name, index, total):
         os.write(events_fd, f'{os.path.basename(name)} {index + 1}/{total}\n'.encode())
 
-    def slow_write_bytes(f, data):
-        # atomic_open's temporary file is '.<name>.<random>.tmp'
-        target = os.readlink(f'/proc/self/fd/{f.fileno()}')
-        target = os.path.basename(target)[1:].rsplit('.', 2)[0]
-        total = max(1, -(-len(data) // CHUNK))
+    def write_in_chunks(f, data, chunk, name):
+        total = max(1, -(-len(data) // chunk))
         for index in range(total):
-            announce(target, index, total)
-            f.write(data[index * CHUNK:(index + 1) * CHUNK])
+            announce(name, index, total)
+            f.write(data[index * chunk:(index + 1) * chunk])
             f.flush()
             time.sleep(0.003)
 
+    def slow_write_bytes(f, data):
+        # atomic_open's temporary file is '.<name>.<random>.tmp'
+        target = os.readlink(f'/proc/self/fd/{f.fileno()}')
+        write_in_chunks(f, data, CHUNK, os.path.basename(target)[1:].rsplit('.', 2)[0])
+
     def slow_write_text(text, path):
         with atomic_open(path) as f:
-            total = max(1, -(-len(text) // TEXT_CHUNK))
-            for index in range(total):
-                announce(path, index, total)
-                f.write(text[index * TEXT_CHUNK:(index + 1) * TEXT_CHUNK])
-                f.flush()
-                time.sleep(0.003)
+            write_in_chunks(f, text, TEXT_CHUNK, path)
 
     checkpointing._write_bytes = slow_write_bytes
     checkpointing.write_text_atomic = slow_write_text

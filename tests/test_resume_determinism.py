@@ -1,6 +1,5 @@
 """Augmentation is a function of (seed, epoch, sample index): a resumed run is
 bit-identical to an uninterrupted one, with persistent dataloader workers."""
-import importlib.util
 import pickle
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from mlr_plugin.datasets import CocoMultiLabel
 from mlr_plugin.datasets.demo_world import generate_demo_world
 from mlr_plugin.datasets.seeding import SeededIndex
 from mlr_plugin.engine.samplers import EpochSeededSampler
+from test_tools import _load_tool, coco_options
 
 REPO = Path(__file__).parent.parent
 SIZE = 64
@@ -27,34 +27,16 @@ def world(tmp_path_factory):
 
 
 def _train_tool():
-    spec = importlib.util.spec_from_file_location('tool_train', REPO / 'tools' / 'train.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_tool('train')
 
 
 def _options(root, max_epochs):
-    opts = []
-    for split, loader in (('train', 'train_dataloader'), ('val', 'val_dataloader'),
-                          ('test', 'test_dataloader')):
-        opts += [f'{loader}.dataset.data_root={root}',
-                 f'{loader}.dataset.ann_file=annotations/instances_{split}.json',
-                 f'{loader}.dataset.data_prefix.img_path={split}',
-                 f'{loader}.dataset.pipeline.0.target_size={SIZE}',
-                 f'{loader}.dataset.pipeline.1.scale=({SIZE},{SIZE})',
-                 f'{loader}.batch_size=8']
     # the point of the test: two persistent workers, seeded once by mmengine
-    opts += ['train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True',
-             'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-             f'train_dataloader.dataset.pipeline.1.scale={SIZE}',  # RandomResizedCrop
-             'train_dataloader.dataset.pipeline.4.shape=32',
-             'model.backbone.model_name=mlr-tiny-rn', 'model.backbone.pretrained=None',
-             f'model.backbone.image_size={SIZE}', 'model.prompt_learner.num_classes=20',
-             f'train_cfg.max_epochs={max_epochs}', 'train_cfg.val_interval=100',
-             'default_hooks.checkpoint.save_best=None',
-             'default_hooks.checkpoint.max_keep_ckpts=-1']
-    return opts
+    return coco_options(root) + [
+        'train_dataloader.num_workers=2', 'train_dataloader.persistent_workers=True',
+        'train_dataloader.dataset.pipeline.4.shape=32', 'model.prompt_learner.num_classes=20',
+        f'train_cfg.max_epochs={max_epochs}', 'train_cfg.val_interval=100',
+        'default_hooks.checkpoint.save_best=None', 'default_hooks.checkpoint.max_keep_ckpts=-1']
 
 
 def _state(path):

@@ -22,8 +22,8 @@ def _dataset_classes(dataloader):
 class ClassNamesHook(Hook):
     """Set the model's class names from the dataset of the loop about to run.
 
-    Class names are data (DESIGN.md): training, validation and test may score different
-    lists (zero-shot trains on seen classes and tests on unseen or all of them).
+    Class names are data, not part of the model: training, validation and test may score
+    different lists (zero-shot trains on seen classes and tests on unseen or all of them).
     """
     priority = 'VERY_HIGH'
 
