@@ -9,3 +9,13 @@ import torch  # noqa: E402
 torch.set_num_threads(1)  # tiny tensors: threads cost more than they give
 
 import mlr_plugin  # noqa: E402,F401  (registers every module)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def demo_features(tmp_path_factory):
+    """Frozen tiny-CLIP features + labels of a freshly generated demo world (train 8000,
+    test 500; tests/demo_helpers.py), computed once per session for every learning test."""
+    from demo_helpers import demo_features as compute
+    return compute(tmp_path_factory.mktemp('demo') / 'world')

@@ -1,101 +1,23 @@
 """Learning, not only shapes: prompt learning on the demo world with the shipped tiny CLIP.
 
 The image tower is frozen and these runs use no augmentation, so its features are
-computed once (through the classifier's own ``extract_feat``) and reused at every step:
-exactly what a full training run computes, minus the repeated forward passes.
+computed once per test session (conftest.py's ``demo_features``, through the classifier's
+own ``extract_feat``) and reused at every step.
 """
 import numpy as np
 import pytest
 import torch
-from mmengine.registry import init_default_scope
-from mmpretrain.registry import DATASETS, MODELS
 
-from mlr_plugin.datasets.demo_world import DEMO_SEEN, DEMO_UNSEEN, generate_demo_world
+from demo_helpers import (HANDCRAFTED, build_model, handcrafted_zero_shot_scores,
+                          scores_of, train_contexts)
+from mlr_plugin.datasets.demo_world import DEMO_SEEN, DEMO_UNSEEN
 from mlr_plugin.datasets.label_simulation import PartialLabels
 from mlr_plugin.evaluation import average_precision_per_class, mean_average_precision
 
-DEMO_WEIGHTS = 'mlr_plugin://demo/mlr-demo-rn.safetensors'
-# The demo configs' head settings (configs/demo/*.py): the tiny CLIP's learned
-# temperature is ~13, not OpenAI CLIP's 100, so the region aggregation is scaled to match.
-DEMO_HEAD = dict(type='DualCoOpHead', spatial_scale=7.0, logit_scale=2.0,
-                 loss=dict(type='PairSoftmaxASL', reduction='sum', loss_weight=0.03))
-HANDCRAFTED = dict(type='HandcraftedPrompts',
-                   templates=dict(pos=['a photo of a {}.'], neg=['a photo without a {}.']))
-
-
-def build_model(prompt_learner, class_names):
-    init_default_scope('mmpretrain')
-    torch.manual_seed(0)
-    return MODELS.build(dict(
-        type='CLIPPromptClassifier',
-        backbone=dict(type='OpenCLIPBackbone', model_name='mlr-demo-rn',
-                      pretrained=DEMO_WEIGHTS, image_size=128),
-        prompt_learner=prompt_learner, head=DEMO_HEAD, class_names=list(class_names)))
-
 
 @pytest.fixture(scope='module')
-def features(tmp_path_factory):
-    return demo_features(tmp_path_factory.mktemp('demo') / 'world')
-
-
-def demo_features(root):
-    """Frozen-tower features and labels of a freshly generated world (seed 7: neither
-    the demo world's seed nor the CLIP corpus's)."""
-    generate_demo_world(root, seed=7, num_train=8000, num_val=1, num_test=500)
-    model = build_model(HANDCRAFTED, ['x'])
-    out = {}
-    for split in ('train', 'test'):
-        ds = DATASETS.build(dict(
-            type='CocoMultiLabel', data_root=str(root),
-            ann_file=f'annotations/instances_{split}.json', data_prefix=dict(img_path=split),
-            pipeline=[dict(type='LoadImageCV2', to_rgb=True), dict(type='PackInputs')]))
-        chunks = []
-        for start in range(0, len(ds), 100):
-            items = [ds[i] for i in range(start, min(start + 100, len(ds)))]
-            data = model.data_preprocessor(
-                dict(inputs=[it['inputs'] for it in items],
-                     data_samples=[it['data_samples'] for it in items]), False)
-            with torch.no_grad():
-                chunks.append(model.extract_feat(data['inputs']))
-        # tensors only: the grid (h, w) is the same for every image
-        out[split] = dict(feats={k: torch.cat([c[k] for c in chunks]) for k in chunks[0]
-                                 if torch.is_tensor(chunks[0][k])},
-                          labels=torch.from_numpy(ds.get_label_matrix()),
-                          classes=ds.metainfo['classes'])
-    return out
-
-
-def scores_of(model, feats):
-    with torch.no_grad():
-        return model.head.predict_scores(model.head(feats, model.encode_classes()))
-
-
-def train_contexts(model, feats, gt, steps=300, lr=0.01, batch=32):
-    """SGD on the contexts with a per-step cosine decay to 0, as tools/train.py does with
-    the demo schedule (configs/_base_/schedules/sgd_cosine_demo.py)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=steps, eta_min=0.0)
-    rng = np.random.RandomState(0)
-    for _ in range(steps):
-        idx = torch.from_numpy(rng.choice(len(gt), batch, replace=False))
-        out = model.head({k: v[idx] for k, v in feats.items()}, model.encode_classes())
-        loss = model.head.compute_loss(out, gt[idx])['loss_asl']
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        cosine.step()
-
-
-def handcrafted_zero_shot_scores(feats, classes):
-    """The CLIP's own zero-shot scores with "a photo of a {}.", nothing trained:
-    ``global``: cos(image embedding, text), CLIP's standard zero-shot classifier;
-    ``dense``: max over locations of cos(dense feature, text) (MaskCLIP-style)."""
-    model = build_model(HANDCRAFTED, classes)
-    text = torch.nn.functional.normalize(
-        model.backbone.encode_text([f'a photo of a {c}.' for c in classes]).float(), dim=-1)
-    return dict(global_=feats['global_feat'] @ text.T,
-                dense=torch.einsum('bld,cd->bcl', feats['dense'], text).amax(-1))
+def features(demo_features):
+    return demo_features
 
 
 def test_dualcoop_at_10_percent_beats_handcrafted_zero_shot(features):
