@@ -77,6 +77,8 @@ def test_chunked_predict_scores_match(chunk):
     full = DualCoOpPlusPlusHead(class_chunk_size=None)
     with torch.no_grad():
         expected = full.predict_scores(full(feats, text))
+        # predict skips the (B, C, L) maps: only logits are kept across chunks
+        assert set(full.score_outputs(feats, text)) == {'pos_logit', 'neg_logit'}
         got = DualCoOpPlusPlusHead(class_chunk_size=chunk).predict(feats, text)
     torch.testing.assert_close(torch.stack([s.pred_score for s in got]), expected,
                                atol=1e-6, rtol=0)

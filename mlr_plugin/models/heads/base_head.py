@@ -99,6 +99,11 @@ class BasePromptHead(BaseModule):
         """Losses (keys ``loss_*``) of ``forward``'s outputs against (B, C) labels."""
         raise NotImplementedError
 
+    def score_outputs(self, feats: Feats, text: Text) -> Dict[str, torch.Tensor]:
+        """What :meth:`predict` needs from ``forward``; heads whose forward also returns
+        (B, C, L) maps override this to skip them (bounded memory at 1000s of classes)."""
+        return self(feats, text)
+
     # ------------------------------------------------------------ training / test
     def loss(self, feats: Feats, text: Text, data_samples: Sequence[DataSample],
              class_indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -114,7 +119,7 @@ class BasePromptHead(BaseModule):
     def predict(self, feats: Feats, text: Text,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
         """Scores and predicted labels in ``DataSample``s (new ones when None)."""
-        scores = self.predict_scores(self(feats, text)).float()
+        scores = self.predict_scores(self.score_outputs(feats, text)).float()
         if data_samples is None:
             data_samples = [DataSample() for _ in range(scores.shape[0])]
         for sample, score in zip(data_samples, scores):

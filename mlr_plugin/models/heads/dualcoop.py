@@ -69,13 +69,19 @@ class DualCoOpHead(BasePairLogitHead):
         self.spatial_scale = float(spatial_scale)
         self.logit_scale = float(logit_scale)
 
-    def forward(self, feats: Dict[str, torch.Tensor],
-                text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, feats: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
+                maps: bool = True) -> Dict[str, torch.Tensor]:
+        """Logits, and the attention maps unless ``maps=False``."""
         outputs = []
         # every class is pooled on its own, so chunks of classes give the same numbers
         for sim in self.chunked_similarities(feats, text):
             pos_logit, neg_logit, weights = class_specific_region_aggregation(
                 sim['pos'], sim['neg'], self.spatial_scale, self.logit_scale,
                 return_weights=True)
-            outputs.append(dict(pos_logit=pos_logit, neg_logit=neg_logit, attention=weights))
+            outputs.append(dict(pos_logit=pos_logit, neg_logit=neg_logit))
+            if maps:
+                outputs[-1]['attention'] = weights
         return self.cat_class_chunks(outputs)
+
+    def score_outputs(self, feats, text):
+        return self(feats, text, maps=False)

@@ -126,8 +126,9 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
         self.gamma = float(gamma)
         self.use_wta = bool(use_wta)
 
-    def forward(self, feats: Dict[str, torch.Tensor],
-                text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, feats: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
+                maps: bool = True) -> Dict[str, torch.Tensor]:
+        """Logits, and the ``attention`` / ``wta`` maps unless ``maps=False``."""
         extrema = None
         if self.use_wta and len(self.class_chunks(next(iter(text.values())).shape[0])) > 1:
             extrema = self.class_extrema(feats, text)
@@ -138,14 +139,19 @@ class DualCoOpPlusPlusHead(BasePairLogitHead):
             wta = winner_take_all(sim_pos, self.gamma, extrema) if self.use_wta else None
             pos_logit, neg_logit = evidence_guided_aggregation(
                 attention, self.map_scale * sim_pos, self.map_scale * sim['neg'], wta)
-            out = dict(pos_logit=pos_logit, neg_logit=neg_logit, attention=attention)
-            if wta is not None:
-                out['wta'] = wta
+            out = dict(pos_logit=pos_logit, neg_logit=neg_logit)
+            if maps:
+                out['attention'] = attention
+                if wta is not None:
+                    out['wta'] = wta
             outputs.append(out)
         outputs = self.cat_class_chunks(outputs)
-        if not self.use_wta:  # w~ = 1, no memory
+        if maps and not self.use_wta:  # w~ = 1, no memory
             outputs['wta'] = outputs['attention'].new_ones(()).expand_as(outputs['attention'])
         return outputs
+
+    def score_outputs(self, feats, text):
+        return self(feats, text, maps=False)
 
     def class_extrema(self, feats, text) -> Tuple[torch.Tensor, torch.Tensor]:
         """Max and min over all classes of ``cos(x_j, t+_c)``, (B, 1, L) each, computed
