@@ -1,7 +1,8 @@
 """Peak CPU memory of a head's scoring at a given geometry, chunked vs unchunked.
 
 Each measurement runs in a fresh subprocess; the number is the growth of its peak
-resident set (``ru_maxrss``) while the head scores one batch under ``no_grad``, on
+resident set (``ru_maxrss``) while the head scores one batch under ``no_grad`` (the
+path of ``predict``), on
 synthetic L2-normalised features (the head never sees weights: only the geometry
 matters). Example (Open Images, RN101 at 448 px: 14 x 14 grid + 1 mean token, D=512)::
 
@@ -9,6 +10,7 @@ matters). Example (Open Images, RN101 at 448 px: 14 x 14 grid + 1 mean token, D=
 """
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -55,7 +57,10 @@ def main():
                 [sys.executable, __file__, '--one', head, chunk, '--classes',
                  str(args.classes), '--batch', str(args.batch), '--tokens',
                  str(args.tokens), '--dim', str(args.dim)],
-                check=True, capture_output=True, text=True).stdout
+                check=True, capture_output=True, text=True,
+                # large blocks are mmap'ed and returned on free, so the peak RSS follows
+                # the live tensors instead of glibc's heap high-water mark
+                env=dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072')).stdout
             print(out.strip(), flush=True)
 
 
