@@ -168,3 +168,45 @@ def test_bad_inputs_are_one_clear_error():
     assert metric.results == []
     with pytest.raises(ValueError, match='target must be in'):
         average_precision_per_class(np.zeros((2, 2)), np.array([[2, 0], [1, 0]], np.int8))
+
+
+class _ToyModel(torch.nn.Module):
+    """Scores (C,) per image: enough for a test loop with the real hooks and metric."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(()))
+
+    def test_step(self, data):
+        return [DataSample().set_pred_score(torch.as_tensor(x, dtype=torch.float32)
+                                            * self.weight).set_gt_score(
+            torch.as_tensor(y, dtype=torch.float32)) for x, y in zip(*data)]
+
+
+def test_long_evaluation_logs_progress_and_eta(tmp_path):
+    """The shared runtime's LoggerHook + IterTimerHook print ``[done/total]`` and an
+    ETA for test loops every ``default_hooks.logger.interval`` iterations."""
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    runtime = Config.fromfile(osp.join(root, 'configs/_base_/default_runtime.py'))
+    rng = np.random.default_rng(0)
+    data = [(rng.random(4).astype(np.float32), (rng.random(4) < 0.5).astype(np.float32))
+            for _ in range(90)]
+    runner = Runner(
+        model=_ToyModel(), work_dir=str(tmp_path),
+        test_dataloader=dict(dataset=data, batch_size=2, num_workers=0,
+                             sampler=dict(type='DefaultSampler', shuffle=False),
+                             collate_fn=lambda batch: tuple(zip(*batch))),
+        test_cfg=dict(), test_evaluator=dict(type='MultiLabelMAP'),
+        default_hooks=dict(timer=runtime.default_hooks.timer,
+                           logger=runtime.default_hooks.logger),
+        log_processor=runtime.log_processor, default_scope='mmpretrain')
+    runner.test()
+    log = open(osp.join(runner.log_dir, f'{runner.timestamp}.log')).read()
+    interval = runtime.default_hooks.logger.interval
+    for done in (interval, 2 * interval):
+        assert f'Epoch(test) [{done}/45]    eta: ' in log
+    assert 'mAP: ' in log
