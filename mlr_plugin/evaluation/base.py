@@ -166,6 +166,10 @@ class MultiLabelBaseMetric(BaseMetric):
         num_classes = {np.size(r['pred_score']) for r in results}
         if len(num_classes) != 1:
             raise ValueError(f'pred_score lengths differ between samples: {sorted(num_classes)}')
+        if results is not self.results:
+            # mmengine passes a collected copy of the list (same arrays in one process):
+            # our own references go now, so each sample is freed once it is stacked
+            self.results.clear()
         scores, target = self._stack(results, num_classes.pop())
         class_names = self._class_names(scores.shape[1])
 

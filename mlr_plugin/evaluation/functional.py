@@ -131,13 +131,16 @@ def _check_k(k, num_classes: int, name: str = 'k') -> int:
 def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
     """``(N, C)`` bool mask of each row's top-``k`` columns.
 
-    Ties are broken by a stable sort on the negated scores, i.e. the lower class
-    index wins, so the result never depends on the sorting algorithm.
+    Ties are broken as a stable sort on the negated scores would: the lower class
+    index wins, so the result never depends on the sorting algorithm. Computed without
+    sorting rows (thousands of classes): every score above the row's k-th largest,
+    then the first of those equal to it, in class order, until there are k.
     """
-    order = np.argsort(-scores, axis=1, kind='stable')[:, :k]
-    mask = np.zeros(scores.shape, dtype=bool)
-    np.put_along_axis(mask, order, True, axis=1)
-    return mask
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
+    above = scores > kth
+    missing = k - above.sum(axis=1, keepdims=True)
+    equal = scores == kth
+    return above | (equal & (np.cumsum(equal, axis=1) <= missing))
 
 
 def _average_precision_rows(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
