@@ -15,6 +15,9 @@ float32 labels), which is also all that travels between processes when mmengine
 collects the results; ``compute_metrics`` copies them into one (N, C) array each,
 dropping every sample as it goes, and the metrics work in chunks.
 """
+import ctypes
+import ctypes.util
+import functools
 from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -63,6 +66,24 @@ def _check_class_subsets(class_subsets) -> Dict[str, List[str]]:
 
 
 SCORE_DTYPES = ('float32', 'float16')
+_TRIM_EVERY = 4096  # samples stacked between two heap releases
+
+
+def _release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc's ``malloc_trim``; a no-op
+    elsewhere). Per-sample vectors are small heap blocks: without this, the memory of
+    the samples already stacked stays resident next to the stacked arrays."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _labels_int8(target: torch.Tensor) -> np.ndarray:
@@ -192,6 +213,9 @@ class MultiLabelBaseMetric(BaseMetric):
             scores[i] = result['pred_score']
             target[i] = result['gt_score']
             results[i] = None
+            if i % _TRIM_EVERY == _TRIM_EVERY - 1:
+                _release_free_heap()
+        _release_free_heap()
         return scores, target
 
     def _rows(self, scores: np.ndarray, target: np.ndarray, what: str):

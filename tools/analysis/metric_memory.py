@@ -25,7 +25,8 @@ def main():
     parser.add_argument('--classes', type=int, default=7586)
     parser.add_argument('--score-dtype', default='float32')
     args = parser.parse_args()
-    metric = MultiLabelRecognitionMetric(score_dtype=args.score_dtype)
+    metric = MultiLabelRecognitionMetric(
+        **({} if args.score_dtype == 'float32' else dict(score_dtype=args.score_dtype)))
     metric.dataset_meta = dict(classes=[f'c{i}' for i in range(args.classes)])
     gen = torch.Generator().manual_seed(0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
