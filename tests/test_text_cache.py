@@ -127,14 +127,19 @@ def test_in_place_edit_load_state_dict_and_new_names_invalidate():
     assert torch.equal(val_loop(model, data), edited) and len(calls) == 4
 
 
-def test_data_swap_invalidates():
+def test_data_swap_invalidates_and_copies_start_empty():
     model = build()
-    calls = count_text_tower(model)
     data = batches(1)
-    val_loop(model, data)
+    scores = val_loop(model, data)
+    twin = copy.deepcopy(model)  # e.g. an EMA / teacher copy: its own parameters
+    assert twin._text_cache._entry is None
+    with torch.no_grad():
+        twin.prompt_learner.ctx_pos.add_(1.0)
+    assert not torch.equal(val_loop(twin, data), scores)
+    assert torch.equal(val_loop(model, data), scores) and model._text_cache.encodes == 1
     model.prompt_learner.ctx_neg.data = torch.zeros_like(model.prompt_learner.ctx_neg)
     val_loop(model, data)
-    assert len(calls) == 2
+    assert model._text_cache.encodes == 2
 
 
 @pytest.mark.parametrize('prompt_learner', ['handcrafted', 'frozen_learnable'])

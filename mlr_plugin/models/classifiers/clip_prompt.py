@@ -157,7 +157,8 @@ class CLIPPromptClassifier(BaseModel):
                 self._text_cache.put(names, self.backbone.device, tensors, text)
             if class_indices is None:
                 return dict(text)
-            return {k: v[class_indices.to(v.device)] for k, v in text.items()}
+            return {k: v[torch.as_tensor(class_indices, dtype=torch.long, device=v.device)]
+                    for k, v in text.items()}
         # prompt learners take ALL names and pick the rows themselves (class-specific
         # contexts are indexed by class)
         text = self.prompt_learner(names, self.backbone, class_indices=class_indices)
