@@ -32,8 +32,11 @@ env_cfg = dict(
 )
 
 # Text log + JSON scalars (vis_data/scalars.json) for every metric, per-class AP included.
+# TensorBoard too (event files in vis_data/; needs `pip install tensorboard`):
+#   python tools/train.py CONFIG --cfg-options visualizer.tensorboard=True
+#   tensorboard --logdir work_dirs
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+visualizer = dict(type='MLRVisualizer', vis_backends=vis_backends, tensorboard=False)
 log_processor = dict(window_size=20)
 
 log_level = 'INFO'
