@@ -1,5 +1,6 @@
 """The runtime's visualizer: mmpretrain's ``UniversalVisualizer`` with TensorBoard as one
 switch (``--cfg-options visualizer.tensorboard=True``) next to the local JSON / text logs."""
+import importlib
 from typing import Optional, Sequence
 
 from mmpretrain.registry import VISUALIZERS
@@ -12,17 +13,14 @@ def check_tensorboard_installed() -> None:
     """A one-line ImportError when neither writer mmengine's TensorBoard backend uses
     (tensorboardX, or torch.utils.tensorboard backed by the tensorboard package) imports;
     mmengine itself would fail only at the first logged scalar."""
-    try:
-        import tensorboardX  # noqa: F401
-        return
-    except ImportError:
-        pass
-    try:
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-    except ImportError:
-        raise ImportError('visualizer.tensorboard=True needs the tensorboard package: '
-                          'pip install tensorboard (or pip install "mlr_plugin[tensorboard]")'
-                          ) from None
+    for module in ('tensorboardX', 'torch.utils.tensorboard'):
+        try:
+            importlib.import_module(module)
+            return
+        except ImportError:
+            pass
+    raise ImportError('visualizer.tensorboard=True needs the tensorboard package: '
+                      'pip install tensorboard (or pip install "mlr_plugin[tensorboard]")')
 
 
 @VISUALIZERS.register_module()

@@ -142,10 +142,11 @@ def _save(fig, path: str) -> None:
         fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
 
 
-def plot_ap_bars(results: Dict, sets: List[ClassSet], path: str, title: str = '') -> Dict:
-    """Horizontal per-class AP bars, one panel per class set, best first.
+def ap_bar_figure(results: Dict, sets: List[ClassSet], title: str = ''):
+    """Horizontal per-class AP bars, one panel per class set, best first (a class with no
+    positive has an empty bar labelled 'n/a').
 
-    Returns {set name: {class name: AP %}} as plotted (NaN classes are drawn as 'n/a')."""
+    Returns (figure, {set name: {class name: AP %}} as plotted)."""
     plt = _pyplot()
     heights = [max(len(s.columns), 2) for s in sets]
     fig, axes = plt.subplots(len(sets), 1, squeeze=False,
@@ -174,8 +175,14 @@ def plot_ap_bars(results: Dict, sets: List[ClassSet], path: str, title: str = ''
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
+    return fig, plotted
+
+
+def plot_ap_bars(results: Dict, sets: List[ClassSet], path: str, title: str = '') -> Dict:
+    """:func:`ap_bar_figure` saved to ``path``; returns its plotted values."""
+    fig, plotted = ap_bar_figure(results, sets, title)
     _save(fig, path)
-    plt.close(fig)
+    _pyplot().close(fig)
     return plotted
 
 

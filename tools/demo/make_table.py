@@ -101,14 +101,13 @@ def results_from_markdown(path: str) -> list:
     return rows
 
 
-def plot_table(results, path: str, caption: str = '') -> dict:
+def table_figure(results, caption: str = ''):
     """The table's rows as grouped horizontal bars (mAP, CF1, OF1; a missing value has no
-    bar), top row first. Returns {metric: [value per row]} as plotted."""
+    bar), top row first. Returns (figure, {metric: [value per row]} as plotted)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from mlr_plugin.fileio import atomic_open
     metrics = [('mAP', 1, '#3b75af'), ('CF1', 2, '#d1802f'), ('OF1', 3, '#4a8c5c')]
     width = 0.27
     fig, ax = plt.subplots(figsize=(9, 0.75 + 0.62 * len(results)))
@@ -131,6 +130,15 @@ def plot_table(results, path: str, caption: str = '') -> dict:
     if caption:
         ax.set_title(caption, fontsize=9, loc='left')
     fig.tight_layout()
+    return fig, plotted
+
+
+def plot_table(results, path: str, caption: str = '') -> dict:
+    """:func:`table_figure` saved as a PNG at ``path``; returns its plotted values."""
+    import matplotlib.pyplot as plt
+
+    from mlr_plugin.fileio import atomic_open
+    fig, plotted = table_figure(results, caption)
     with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=110)
     plt.close(fig)
