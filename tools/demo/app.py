@@ -79,8 +79,8 @@ class ClipZeroShotScorer:
         self.logit_scale = float(self.backbone.clip.logit_scale.exp())
         self.input_hw = tuple(self.backbone._input_hw)
         self.default_names = None
-        self.description = (f'shipped demo CLIP, "{template}" zero-shot, best location '
-                             f'per name; scores: softmax over the names given')
+        self.description = (f'the shipped demo CLIP\'s zero-shot classifier ("{template}"), '
+                            'nothing trained; scores: softmax over the names given')
         self._torch = torch
 
     def __call__(self, image: np.ndarray, names: Sequence[str]
