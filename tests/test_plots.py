@@ -217,3 +217,30 @@ def test_demo_table_chart_from_markdown_reads_back_the_printed_rows(tmp_path, ca
     _check_png(tmp_path / 'chart.png')
     with pytest.raises(ValueError, match='--chart-from needs --png'):
         make_table.main(['--chart-from', str(markdown)])
+
+
+def test_test_tool_out_file_carries_the_zero_shot_subset_and_plots_its_zsl_map(tmp_path):
+    """End to end: tools/test.py --out on the demo zero-shot config, then plot_ap: the
+    unseen panel's mAP is the zsl/mAP the test printed."""
+    from mlr_plugin.datasets.demo_world import DEMO_UNSEEN, generate_demo_world
+    world = generate_demo_world(tmp_path / 'world', seed=4, num_train=1, num_val=1,
+                                num_test=16)
+    test = _load('tools/test.py', 'tool_test_for_plots')
+    out = tmp_path / 'scores.json'
+    loader_options = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader_options += [f'{loader}.dataset.data_root={world}', f'{loader}.num_workers=0',
+                           f'{loader}.persistent_workers=False']
+    metrics = test.main([str(REPO / 'configs/demo/zeroshot_handcrafted.py'), '--work-dir',
+                         str(tmp_path / 'test'), '--out', str(out), '--cfg-options',
+                         *loader_options])
+    dumped = json.loads(out.read_text())
+    assert dumped['class_subsets'] == dict(zsl=list(DEMO_UNSEEN))
+    assert dumped['drop_empty_rows'] is False
+    results = plot_ap.load_results(str(out))
+    _, plotted = plot_ap.ap_bar_figure(results, plot_ap.class_sets(results))
+    assert set(plotted) == {'seen', 'unseen'}
+    assert np.nanmean(list(plotted['unseen'].values())) == pytest.approx(metrics['zsl/mAP'],
+                                                                         abs=1e-3)
+    assert plot_ap.main([str(out)])['ap'] == str(tmp_path / 'scores_plots' /
+                                                  'ap_per_class.png')

@@ -198,12 +198,15 @@ def plot_pr_curves(results: Dict, sets: List[ClassSet], path: str, title: str = 
             known = target[:, c] != -1
             recall, precision = precision_recall_points(scores[known, c],
                                                         target[known, c] == 1)
+            if not recall.size:  # no positive: no curve (its AP bar says n/a)
+                continue
             ax.step(np.r_[0, recall], np.r_[precision[:1], precision], where='post',
                     color=class_set.colour, alpha=0.25, linewidth=0.8)
         known = target != -1
         recall, precision = precision_recall_points(scores[known], target[known] == 1)
-        ax.step(np.r_[0, recall], np.r_[precision[:1], precision], where='post',
-                color='black', linewidth=2.0, label='its classes pooled')
+        if recall.size:
+            ax.step(np.r_[0, recall], np.r_[precision[:1], precision], where='post',
+                    color='black', linewidth=2.0, label='its classes pooled')
         ax.plot([], [], color=class_set.colour, alpha=0.5, label='one class')
         ax.set_xlim(0, 1.01)
         ax.set_ylim(0, 1.02)
