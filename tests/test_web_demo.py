@@ -206,3 +206,31 @@ def test_page_in_headless_chromium_ranks_a_clear_image_and_shows_heatmaps(tmp_pa
     assert (tmp_path / 'page.png').stat().st_size > 10_000
     with socket.socket() as sock:  # the server is gone: its port is free again
         sock.bind(('127.0.0.1', port))
+
+
+def test_a_trained_checkpoint_offers_its_classes_and_refuses_unknown_names(tmp_path):
+    """A checkpoint from tools/train.py (DualCoOp, class-specific contexts; 2 iterations)
+    fills the names box with its classes and scores them; a name it was not trained on
+    is a one-line error naming close matches."""
+    from mlr_plugin.datasets.demo_world import generate_demo_world
+    world = generate_demo_world(tmp_path / 'world', seed=2, num_train=8, num_val=2,
+                                num_test=2)
+    spec = importlib.util.spec_from_file_location('tool_train_for_demo',
+                                                  REPO / 'tools' / 'train.py')
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    options = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        options += [f'{loader}.dataset.data_root={world}', f'{loader}.num_workers=0',
+                    f'{loader}.persistent_workers=False', f'{loader}.batch_size=4']
+    train.main([str(REPO / 'configs/demo/dualcoop_p10.py'), '--work-dir',
+                str(tmp_path / 'work'), '--no-validate', '--cfg-options', *options,
+                'train_cfg.max_epochs=1'])
+    checkpoint = str(tmp_path / 'work' / 'epoch_1.pth')
+    scorer, names = app.make_scorer(checkpoint)
+    assert names == list(DEMO_CLASSES)
+    scores, figure = app.predict(_read_rgb(CLEAR_EXAMPLE), 'red ring, blue star', scorer)
+    assert list(scores) == ['red ring', 'blue star']
+    assert all(0.0 <= s <= 1.0 for s in scores.values()) and figure.shape[0] > 200
+    with pytest.raises(ValueError, match=r"'red rings' \(did you mean 'red ring'"):
+        app.predict(_read_rgb(CLEAR_EXAMPLE), 'red rings', scorer)
