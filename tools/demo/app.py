@@ -287,7 +287,11 @@ def main(argv=None, block: bool = True):
     app = build_app(scorer, default_names)
     app.queue(default_concurrency_limit=1)
     app.launch(server_name=args.host, server_port=args.port, share=False,
-               prevent_thread_lock=not block, show_error=True, quiet=not block)
+               prevent_thread_lock=True, show_error=True, quiet=True)
+    if block:
+        print(f'web demo running on http://{args.host}:{args.port} (Ctrl-C stops it)',
+              flush=True)
+        app.block_thread()  # until Ctrl-C, then closes the server
     return app
 
 
