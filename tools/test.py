@@ -64,8 +64,12 @@ def main(argv=None):
         evaluators = cfg.test_evaluator
         if not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]
+        # the metric's class subsets (zero-shot: the unseen classes) travel along
+        protocol = next((dict(class_subsets=e.get('class_subsets'),
+                              drop_empty_rows=e.get('drop_empty_rows', False))
+                         for e in evaluators if e.get('class_subsets')), {})
         cfg.test_evaluator = list(evaluators) + [
-            dict(type='DumpMultiLabelPredictions', out_file=dump_file)]
+            dict(type='DumpMultiLabelPredictions', out_file=dump_file, **protocol)]
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     if args.checkpoint is not None:
