@@ -121,6 +121,8 @@ def test_readable_names():
 @pytest.mark.parametrize('edit, message', [
     (lambda lines: lines[:3] + ['1 4 x 1 2.0'] + lines[4:],
      r"image_attribute_labels\.txt: line 4: is_present 'x' is not an integer"),
+    (lambda lines: lines[:2] + ['1 3 1 99999999999 2.0'] + lines[3:],
+     r"image_attribute_labels\.txt: line 3: certainty_id '99999999999' is not an integer"),
     (lambda lines: lines[:5] + ['2 2'] + lines[6:],
      r'image_attribute_labels\.txt: line 6: 2 fields, expected at least 4'),
     (lambda lines: lines[:6] + ['2 3 2 2 1.0'] + lines[7:],
