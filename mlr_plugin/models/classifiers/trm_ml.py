@@ -294,11 +294,18 @@ class TRMMLClassifier(CLIPPromptClassifier):
         if gt.shape[1] != len(names):
             raise ValueError(f'gt_score has {gt.shape[1]} classes but the model scores '
                              f'{len(names)} class names')
+        return self.loss_from_features(self.extract_feat(inputs), gt,
+                                       _sample_keys(data_samples, inputs.device))
+
+    def loss_from_features(self, feats: Dict[str, torch.Tensor], gt: torch.Tensor,
+                           keys: torch.Tensor) -> dict:
+        """The training step after the frozen image tower: ``feats`` as
+        :meth:`extract_feat` returns them, (B, C) labels ``gt`` and (B,) ``keys`` that
+        order the global batch (dataset indices)."""
         text = self.encode_classes()
-        out = self.head(self.extract_feat(inputs), text)
+        out = self.head(feats, text)
         bank = self.prototype_bank
         region = out['region_feat']
-        keys = _sample_keys(data_samples, inputs.device)
 
         target = gt
         if bank is not None:
