@@ -372,3 +372,9 @@ def test_inference_checkpoint_without_bank_is_complete(tmp_path):
     del state['head.decoder.queries']
     with pytest.raises(checkpoint.CheckpointMismatchError, match='does not hold'):
         tiny_model().load_state_dict(state)
+
+
+def test_embed_dim_must_match_the_backbone():
+    with pytest.raises(ValueError, match='head.embed_dim is 16 but backbone mlr-tiny-rn '
+                                         'gives 32-d features'):
+        tiny_model(head=dict(type='TRMMLHead', num_classes=len(NAMES), embed_dim=16))
