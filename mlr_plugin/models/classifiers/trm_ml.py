@@ -271,6 +271,7 @@ class TRMMLClassifier(CLIPPromptClassifier):
         self.unknown_as_negative = bool(unknown_as_negative)
         self.prototype_bank = MODELS.build(prototype_bank) if prototype_bank else None
         self.contrastive_loss = MODELS.build(contrastive_loss) if contrastive_loss else None
+        self._check_widths()
         num = getattr(self.head, 'num_classes', None)
         if self.prototype_bank is not None and self.prototype_bank.num_classes != num:
             raise ValueError(f'prototype_bank has {self.prototype_bank.num_classes} classes '
@@ -278,6 +279,18 @@ class TRMMLClassifier(CLIPPromptClassifier):
         if getattr(self.head, 'query_init', 'random') == 'text':
             self._init_queries_from_names()
         self.last_pseudo_labels: Optional[torch.Tensor] = None
+
+    def _check_widths(self) -> None:
+        """The head's queries and the bank live in the backbone's joint space."""
+        width = self.backbone.embed_dim
+        decoder = getattr(self.head, 'decoder', None)
+        dims = dict(head=decoder.queries.shape[1] if decoder is not None else width,
+                    prototype_bank=(self.prototype_bank.queue.shape[2]
+                                    if self.prototype_bank is not None else width))
+        for name, dim in dims.items():
+            if dim != width:
+                raise ValueError(f'{name}.embed_dim is {dim} but backbone '
+                                 f'{self.backbone.model_name} gives {width}-d features')
 
     @torch.no_grad()
     def _init_queries_from_names(self) -> None:
@@ -294,11 +307,18 @@ class TRMMLClassifier(CLIPPromptClassifier):
         if gt.shape[1] != len(names):
             raise ValueError(f'gt_score has {gt.shape[1]} classes but the model scores '
                              f'{len(names)} class names')
+        return self.loss_from_features(self.extract_feat(inputs), gt,
+                                       _sample_keys(data_samples, inputs.device))
+
+    def loss_from_features(self, feats: Dict[str, torch.Tensor], gt: torch.Tensor,
+                           keys: torch.Tensor) -> dict:
+        """The training step after the frozen image tower: ``feats`` as
+        :meth:`extract_feat` returns them, (B, C) labels ``gt`` and (B,) ``keys`` that
+        order the global batch (dataset indices)."""
         text = self.encode_classes()
-        out = self.head(self.extract_feat(inputs), text)
+        out = self.head(feats, text)
         bank = self.prototype_bank
         region = out['region_feat']
-        keys = _sample_keys(data_samples, inputs.device)
 
         target = gt
         if bank is not None:
