@@ -22,5 +22,8 @@ model.head.embed_dim = embed_dim
 model.prototype_bank.num_classes = num_classes
 model.prototype_bank.embed_dim = embed_dim
 model.contrastive_loss.embed_dim = embed_dim
+# One known label per image, a positive: the unknown entries the prototypes leave
+# without a pseudo-label count as negatives (else nothing is ever negative).
+model.unknown_as_negative = True
 
 train_dataloader.batch_size = 128
