@@ -294,10 +294,12 @@ def test_single_positive_configs_build_their_datasets(tmp_path, path):
         assert len(ds['val']) == round(0.2 * num_train)
         assert len(ds['train']) + len(ds['val']) == num_train
         assert not train_paths & val_paths                 # val carved out of train
+        assert cfg.default_hooks.checkpoint.save_best == 'mAP'  # on held-out val
     else:
         assert cfg.train_dataloader.dataset.label_simulation.setup == 'splc'
         assert len(ds['train']) == num_train               # the whole training split
         assert val_paths == set(img_paths(ds['test']))
+        assert cfg.default_hooks.checkpoint.save_best is None  # no pick on test
 
 
 @pytest.mark.parametrize('base, writer, split_root', [

@@ -2,8 +2,8 @@
 # (paper Table 2, right; docs/protocols.md "Single positive label"): one random
 # positive per image of the whole official training split (drawn once), no
 # held-out part; the official val2014 split is the test set and, as in the
-# reference code, also the validation set: report the final checkpoint, not
-# the best one by validation mAP. Recipe as the LargeLoss config.
+# reference code, also the validation set: report the final checkpoint (no "best"
+# checkpoint is chosen on it). Recipe as the LargeLoss config.
 from mmengine.config import read_base
 
 with read_base():
@@ -13,3 +13,4 @@ train_dataloader.dataset.label_simulation = dict(
     type='SinglePositiveLabel', setup='splc', seed=0)
 train_dataloader.dataset.holdout = None
 val_dataloader = test_dataloader
+default_hooks.checkpoint.save_best = None  # never select on the test set
