@@ -156,6 +156,7 @@ def test_dataset_simulates_the_whole_split_then_holds_out(tmp_path):
     np.testing.assert_array_equal(val.get_label_matrix(), labels[~keep])  # full labels
     paths = set(img_paths(train)) | set(img_paths(val))
     assert len(train) + len(val) == 60 and len(paths) == 60 and len(val) == 12
+    assert "HoldOut(part='val', fraction=0.2, seed=1200)" in repr(val)
     # dataloader workers (lazy: each loads and draws by itself) see the same labels
     lazy = DATASETS.build(dict(cfg, label_simulation=sim, lazy_init=True,
                                holdout=dict(part='train', fraction=0.2, seed=1200)))

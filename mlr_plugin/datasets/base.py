@@ -73,7 +73,8 @@ class MultiLabelCLIPDataset(BaseDataset):
             those columns in the given order; a string names a built-in split
             (``'coco_seen48'``, ``'coco_unseen17'``, ``'coco_zsl65'``).
         label_simulation (None | dict | list[dict]): configs of ``LABEL_SIMULATIONS``
-            (``PartialLabels``, ``SinglePositiveLabel``, ``HideClasses``) applied in order
+            (``PartialLabels``, ``SinglePositiveLabel``, ``AssumeNegative``,
+            ``HideClasses``) applied in order
             to the whole (N, C) label matrix after loading.
         drop_empty (bool): drop images left with no known label (all -1) after the
             simulations. Default False: they stay (they add nothing to the loss).
@@ -220,4 +221,6 @@ class MultiLabelCLIPDataset(BaseDataset):
         body = super().extra_repr()
         if self.label_simulations:
             body.append(f'Label simulation: \t{self.label_simulations}')
+        if self.holdout is not None:
+            body.append(f'Rows kept: \t{self.holdout}')
         return body
