@@ -15,14 +15,12 @@ model.backbone.update(
     pretrained='mlr_plugin://demo/mlr-demo-rn.safetensors',
     image_size=128)
 model.prompt_learner.num_classes = 20
-# The tiny CLIP's joint space is 64 wide, and its learned logit scale is s = 13.198, not
-# OpenAI CLIP's 100: the head constants that multiply a cosine are scaled by
-# r = s / 100 as in the other demo configs (README.md): 1 / tau starts at s (CLIP's own
-# temperature, as 100 does for OpenAI CLIP); the CARL-off spatial scale 20 -> 2.64.
-# The contrastive temperature acts on the learned projection, not on CLIP cosines.
-model.head.update(num_classes=20, embed_dim=64, init_logit_scale=13.198,
-                  baseline_spatial_scale=2.64)
-model.prototype_bank.update(num_classes=20, embed_dim=64)
-model.contrastive_loss.update(embed_dim=64)
+# The tiny CLIP's learned logit scale is s = 13.198, not OpenAI CLIP's 100: the head
+# constants that multiply a cosine are scaled by r = s / 100 as in the other demo
+# configs (README.md): 1 / tau starts at s (CLIP's own temperature, as 100 does for
+# OpenAI CLIP); the CARL-off spatial scale 20 -> 2.64. The contrastive temperature acts
+# on the learned projection, not on CLIP cosines, and stays. (The joint width, 64, and
+# the class count come from the backbone and the prompt learner.)
+model.head.update(init_logit_scale=13.198, baseline_spatial_scale=2.64)
 train_dataloader.dataset.label_simulation.known_ratio = 0.1
 default_hooks.logger.interval = 10

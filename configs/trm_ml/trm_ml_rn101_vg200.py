@@ -10,6 +10,4 @@ with read_base():
     from .._base_.schedules.adamw_onecycle_40e import *  # noqa: F401,F403
 
 model.prompt_learner.num_classes = 200
-model.head.num_classes = 200
-model.prototype_bank.num_classes = 200
 train_dataloader.batch_size = 128

@@ -24,10 +24,10 @@ model = dict(
         n_ctx=16,
         class_specific=True,
         num_classes=80),
+    # num_classes and embed_dim of the head, bank and contrastive loss default to
+    # prompt_learner.num_classes and the backbone's joint width (512 for RN101)
     head=dict(
         type='TRMMLHead',
-        num_classes=80,
-        embed_dim=512,  # RN101's joint space
         use_carl=True,
         use_kd=True,
         query_init='random',
@@ -38,15 +38,12 @@ model = dict(
                   eps=1e-8, reduction='mean')),
     prototype_bank=dict(
         type='MultimodalPrototypeBank',
-        num_classes=80,
-        embed_dim=512,
         queue_length=64,  # l   [ours: not in the paper]
         topk=4,  # k         [ours]
         momentum=0.9),  # eta [ours]
     pseudo_label_sources=('visual', 'text'),
     contrastive_loss=dict(
         type='MultimodalContrastiveLoss',
-        embed_dim=512,
         temperature=0.07,  # [ours]
         loss_weight=0.01),  # gamma (eq. 15)
 )

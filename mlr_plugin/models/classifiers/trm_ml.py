@@ -61,6 +61,28 @@ def _sample_keys(data_samples: Sequence[DataSample], device) -> torch.Tensor:
     return torch.arange(len(data_samples), device=device) + rank * len(data_samples)
 
 
+def _joint_width(backbone) -> Optional[int]:
+    """D of a backbone config (from its open_clip model config) or module."""
+    if isinstance(backbone, nn.Module):
+        return backbone.embed_dim
+    import open_clip
+
+    from ..clip.pretrained import check_model_name
+    config = open_clip.get_model_config(check_model_name(backbone['model_name'])) or {}
+    return config.get('embed_dim')
+
+
+def _with_defaults(cfg: Optional[dict], **values) -> Optional[dict]:
+    """A copy of a module config with ``values`` filled in where unset (None)."""
+    if not isinstance(cfg, dict):
+        return cfg
+    cfg = dict(cfg)
+    for key, value in values.items():
+        if cfg.get(key) is None and value is not None:
+            cfg[key] = value
+    return cfg
+
+
 # ---------------------------------------------------------------------- the bank
 @MODELS.register_module()
 class MultimodalPrototypeBank(nn.Module):
@@ -234,6 +256,9 @@ class TRMMLClassifier(CLIPPromptClassifier):
     5. the top-k features of every known positive are pushed into the bank (eq. 7).
 
     Args:
+        head: :class:`TRMMLHead` config; its ``embed_dim`` and ``num_classes`` default to
+            the backbone's joint width and ``prompt_learner.num_classes`` (so do the
+            bank's and the contrastive loss's ``embed_dim``).
         prototype_bank: :class:`MultimodalPrototypeBank` config (None: no bank).
         pseudo_label_sources: prototypes whose votes must agree (eq. 12):
             ``('visual', 'text')`` (the paper), ``('visual',)`` / ``('text',)`` (Table 6)
@@ -258,6 +283,13 @@ class TRMMLClassifier(CLIPPromptClassifier):
         if num_train_classes is not None:
             raise ValueError('TRMMLClassifier: num_train_classes is not supported (the '
                              'category queries and the prototype bank are per class)')
+        # the joint width and the class count are the backbone's and the prompts': the
+        # configs need not repeat them (an explicit value must agree)
+        width = _joint_width(backbone)
+        num = prompt_learner.get('num_classes') if isinstance(prompt_learner, dict) else None
+        head = _with_defaults(head, embed_dim=width, num_classes=num)
+        prototype_bank = _with_defaults(prototype_bank, embed_dim=width, num_classes=num)
+        contrastive_loss = _with_defaults(contrastive_loss, embed_dim=width)
         super().__init__(backbone, prompt_learner, head, class_names=class_names, **kwargs)
         sources = tuple(pseudo_label_sources)
         bad = [s for s in sources if s not in SOURCES]
