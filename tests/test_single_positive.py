@@ -278,9 +278,8 @@ def test_single_positive_configs_build_their_datasets(tmp_path, path):
     assert cfg.model.backbone.image_size == 448
     assert cfg.train_dataloader.batch_size == 128 and cfg.train_cfg.max_epochs == 40
     assert cfg.model.unknown_as_negative is True  # only positives are known
-    assert cfg.model.prompt_learner.num_classes == cfg.model.head.num_classes == \
-        cfg.model.prototype_bank.num_classes == {'coco': 80, 'voc12': 20, 'nuswide': 81,
-                                                 'cub': 312}[dataset]
+    assert cfg.model.prompt_learner.num_classes == {'coco': 80, 'voc12': 20,
+                                                    'nuswide': 81, 'cub': 312}[dataset]
 
     train = ds['train'].get_label_matrix()
     assert ((train == 1).sum(axis=1) == 1).all()          # one known positive per image

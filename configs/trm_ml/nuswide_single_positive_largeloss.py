@@ -13,15 +13,10 @@ with read_base():
     from .._base_.models.trm_ml_rn101 import *  # noqa: F401,F403
     from .._base_.schedules.adamw_onecycle_40e import *  # noqa: F401,F403
 
-num_classes = 81
-embed_dim = 1024  # RN50's joint image-text space (RN101: 512)
+# head, prototype bank and contrastive loss take their class count from the prompt
+# learner and their width from the backbone (1024 for RN50)
 model.backbone.model_name = 'RN50'
-model.prompt_learner.num_classes = num_classes
-model.head.num_classes = num_classes
-model.head.embed_dim = embed_dim
-model.prototype_bank.num_classes = num_classes
-model.prototype_bank.embed_dim = embed_dim
-model.contrastive_loss.embed_dim = embed_dim
+model.prompt_learner.num_classes = 81
 # One known label per image, a positive: the unknown entries the prototypes leave
 # without a pseudo-label count as negatives (else nothing is ever negative).
 model.unknown_as_negative = True
