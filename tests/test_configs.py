@@ -25,7 +25,7 @@ CONFIG_DIR = REPO / 'configs'
 CONFIGS = sorted(p for p in CONFIG_DIR.rglob('*.py') if '_base_' not in p.parts)
 NUM_CLASSES = {'coco': 80, 'voc07': 20, 'nuswide': 81}
 # ASL probability clamp of each method's reference code
-ASL_EPS = {'DualCoOp': 1e-6, 'DualCoOp++': 1e-8}
+ASL_EPS = {'DualCoOp': 1e-6, 'DualCoOp++': 1e-8, 'TRM-ML': 1e-8}
 
 
 def _rel(path):

@@ -10,3 +10,6 @@ __all__ = [
     'evidence_attention', 'evidence_guided_aggregation', 'spatial_softmax',
     'winner_take_all'
 ]
+from .trm_ml import CategoryAwareRegionDecoder, TRMMLHead  # noqa: E402
+
+__all__ += ['CategoryAwareRegionDecoder', 'TRMMLHead']
