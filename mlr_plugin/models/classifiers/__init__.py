@@ -1,3 +1,4 @@
 from .clip_prompt import CLIPPromptClassifier
+from .mkt import MKTClassifier
 
-__all__ = ['CLIPPromptClassifier']
+__all__ = ['CLIPPromptClassifier', 'MKTClassifier']
