@@ -3,7 +3,7 @@
 # words, [EOT]) train with the ranking loss, class-name tokens stay CLIP's. Starts from
 # the stage-1 checkpoint:
 #   python tools/train.py configs/mkt/nuswide_stage2.py \
-#       --cfg-options load_from=work_dirs/nuswide_stage1/epoch_20.pth
+#       --cfg-options load_from=work_dirs/mkt_vit-b16_nuswide-zsl-stage1/epoch_20.pth
 from mmengine.config import read_base
 
 with read_base():
@@ -16,4 +16,4 @@ train_dataloader.batch_size = 64
 model.prompt_learner.learnable = True
 model.train_image_tower = False
 model.distill_loss = None
-load_from = 'work_dirs/nuswide_stage1/epoch_20.pth'
+load_from = 'work_dirs/mkt_vit-b16_nuswide-zsl-stage1/epoch_20.pth'
