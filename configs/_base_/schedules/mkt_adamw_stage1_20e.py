@@ -8,12 +8,11 @@ optim_wrapper = dict(
     paramwise_cfg=dict(layer_decay_rate=0.65, flat_decay_mult=0.0),
 )
 
+# MKT's closed form (mlr_plugin.engine.WarmupCosineLR): lr(i) = base * (i / W) during the
+# warm-up, then base * (r + (1 - r) * (1 + cos(pi * progress)) / 2), r = 1e-6 / 1e-3.
 param_scheduler = [
-    # start_factor must be > 0 for mmengine; 1e-8 of the lr is MKT's 0 in practice
-    dict(type='LinearLR', start_factor=1e-8, end_factor=1.0, by_epoch=True, begin=0,
-         end=2, convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=18, eta_min_ratio=1e-6 / 1e-3, by_epoch=True,
-         begin=2, end=20, convert_to_iter_based=True),
+    dict(type='WarmupCosineLR', warmup=2, eta_min_ratio=1e-6 / 1e-3, by_epoch=True,
+         begin=0, end=20, convert_to_iter_based=True),
 ]
 
 train_cfg = dict(by_epoch=True, max_epochs=20, val_interval=5)

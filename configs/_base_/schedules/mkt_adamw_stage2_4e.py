@@ -5,8 +5,8 @@ optim_wrapper = dict(
 )
 
 param_scheduler = [
-    dict(type='CosineAnnealingLR', T_max=4, eta_min=1e-8, by_epoch=True, begin=0, end=4,
-         convert_to_iter_based=True),
+    dict(type='WarmupCosineLR', warmup=0, eta_min_ratio=1e-8 / 1e-3, by_epoch=True,
+         begin=0, end=4, convert_to_iter_based=True),
 ]
 
 train_cfg = dict(by_epoch=True, max_epochs=4, val_interval=1)
