@@ -145,21 +145,13 @@ class MultiLabelInferencer:
         original = loaded['img']
         return self.pipeline(dict(loaded)), original
 
-    @torch.no_grad()
-    def _forward(self, batch: List[dict]) -> Tuple[torch.Tensor, Optional[torch.Tensor],
-                                                   Tuple[int, int]]:
+    def _forward(self, batch: List[dict]):
         """(B, C) scores, (B, C, L) attention or None, and the feature grid (h, w)."""
-        model = self.model
-        data = model.data_preprocessor(
+        from mlr_plugin.visualization import scores_and_attention
+        data = self.model.data_preprocessor(
             dict(inputs=[b['inputs'] for b in batch],
                  data_samples=[b['data_samples'] for b in batch]), False)
-        feats = model.extract_feat(data['inputs'])
-        # the head's forward once: its scores (as head.predict computes them) and its
-        # attention come from the same outputs
-        outputs = model.head(feats, model.encode_classes())
-        scores = model.head.predict_scores(outputs).float()
-        attention = outputs.get('attention')
-        return scores, attention, tuple(feats['grid'])
+        return scores_and_attention(self.model, data['inputs'])
 
     def __call__(self, images: Union[ImageInput, Sequence[ImageInput]],
                  class_names: Optional[Sequence[str]] = None,
@@ -168,12 +160,13 @@ class MultiLabelInferencer:
                  return_vis: Optional[bool] = None,
                  return_attention: bool = False,
                  out_dir: Optional[str] = None,
-                 show_progress: bool = True) -> List[Dict]:
+                 show_progress: bool = True,
+                 vis_ncols: Optional[int] = None) -> List[Dict]:
         """Returns one dict per image: ``scores`` {name: score}, ``labels`` (score >
         threshold, best first) and ``topk`` [(name, score)]; ``attention`` (C, h, w) in
         the order of the names when ``return_attention`` (None for a head without
-        one); ``vis`` (the figure of the ``topk`` classes' maps, uint8 RGB) when
-        ``return_vis``.
+        one); ``vis`` (the figure of the ``topk`` classes' maps, uint8 RGB, ``vis_ncols``
+        panels a row: default all in one row, up to 6) when ``return_vis``.
 
         ``out_dir``: also write ``predictions.json`` (image, scores, labels, topk per
         image) there and, with ``return_vis``, ``vis/<image name>.png``, each file
@@ -182,11 +175,12 @@ class MultiLabelInferencer:
         if isinstance(images, (str, np.ndarray)):
             images = [images]
         images = list(images)
-        batch_size = _check_positive(batch_size or self.batch_size, 'batch_size')
+        batch_size = _check_positive(self.batch_size if batch_size is None else batch_size,
+                                     'batch_size')
         return_vis = self.return_vis if return_vis is None else bool(return_vis)
         names = list(class_names) if class_names is not None else self.class_names
         scored, report = self._match(names)
-        vis_names = _vis_names(images) if return_vis else None
+        vis_names = vis_file_names(images) if return_vis else None
         progress = None
         if show_progress and len(images) > batch_size:
             from mmengine.utils import ProgressBar
@@ -204,15 +198,14 @@ class MultiLabelInferencer:
                                           topk, return_attention or return_vis)
                     if return_vis:
                         result['vis'] = self._draw(original, result, names, topk,
-                                                   vis_names[start + j])
+                                                   vis_names[start + j], vis_ncols)
                         if not return_attention:
                             del result['attention']
                     results.append(result)
                     if progress is not None:
                         progress.update()
-        finally:
-            if previous is not None:  # a built model keeps the names it had
-                self.model.set_class_names(previous)
+        finally:  # a model given built keeps the names it had
+            self.model.class_names = previous
         if progress is not None:
             sys.stderr.write('\n')
         if out_dir is not None:
@@ -240,16 +233,11 @@ class MultiLabelInferencer:
 
     @staticmethod
     def _draw(image: np.ndarray, result: dict, names: List[str], topk: int,
-              title: str) -> np.ndarray:
-        from mlr_plugin.visualization import draw_class_heatmaps
-        if result['attention'] is None:
-            raise ValueError('this head returns no attention maps to draw (only heads '
-                             "whose forward returns 'attention' can be visualised)")
-        index = {name: i for i, name in enumerate(names)}
-        shown = result['topk'][:topk]
-        return draw_class_heatmaps(
-            np.ascontiguousarray(image), result['attention'][[index[n] for n, _ in shown]],
-            [n for n, _ in shown], [s for _, s in shown], title=title)
+              title: str, ncols: Optional[int] = None) -> np.ndarray:
+        from mlr_plugin.visualization import draw_topk
+        scores = np.array([result['scores'][n] for n in names])
+        return draw_topk(np.ascontiguousarray(image), scores, result['attention'], names,
+                         topk, title=title, ncols=ncols)
 
     def _match(self, names: Sequence[str]) -> Tuple[List[str], Optional[List[int]]]:
         """(names the model scores, index of each asked name among them or None).
@@ -303,7 +291,7 @@ def _check_positive(value, what: str) -> int:
     return value
 
 
-def _vis_names(images: Sequence[ImageInput]) -> List[str]:
+def vis_file_names(images: Sequence[ImageInput]) -> List[str]:
     """A file name per image for its figure: the image's own stem, numbered when two
     images share one (or for arrays)."""
     stems = [osp.splitext(osp.basename(img))[0] if isinstance(img, str) else f'image_{i}'
@@ -322,7 +310,7 @@ def write_results(out_dir: str, images: Sequence[ImageInput], results: List[dict
         row = dict(image=image if isinstance(image, str) else f'<array {i}>')
         row.update({k: result[k] for k in ('scores', 'labels', 'topk')})
         if 'vis' in result:
-            png = osp.join(out_dir, 'vis', (vis_names or _vis_names(images))[i] + '.png')
+            png = osp.join(out_dir, 'vis', (vis_names or vis_file_names(images))[i] + '.png')
             write_png_atomic(png, result['vis'])
             row['vis'] = png
         rows.append(row)
