@@ -48,18 +48,23 @@ def boxes_by_image(root):
 
 
 def test_trained_attention_sits_on_the_objects(demo_features):
-    """DualCoOp contexts trained for 300 steps on all labels: for every test image and
-    every class in it, the attention map's argmax cell falls on a cell covered by one of
-    that class's boxes far more often than a random cell does (the chance rate: the
-    fraction of the grid the boxes cover).
+    """DualCoOp contexts trained briefly (100 steps, all labels): for every test image and
+    every class in it, the argmax cell of that class's attention map falls on a cell one
+    of the class's boxes covers far more often than a random cell does (chance: the
+    fraction of the grid the boxes cover). Controls: the map read transposed (a wrong
+    reshape) drops towards chance, and in images with several classes the argmax rarely
+    lands on another class's object only (the maps are class-specific).
 
-    Measured (demo world seed 7, 500 test images, 4 x 4 grid): hit rate 0.74 vs chance
-    0.28 (trained); asserted: >= 0.60 and >= 2 x chance."""
+    Measured (demo world seed 7, 500 test images, 4 x 4 grid, 1238 image-class pairs):
+    hit 0.939 vs chance 0.246, transposed 0.405, another class's object only 0.062.
+    The CLIP's dense features localise the class name already: random contexts give
+    0.942, hand-crafted prompts 0.922; training moves the scores, not the places.
+    Asserted: hit >= 0.85 and >= 3 x chance, transposed <= hit - 0.3, other <= 0.15."""
     train, test = demo_features['train'], demo_features['test']
     classes = list(train['classes'])
     model = build_model(dict(type='LearnablePrompts', prompt_names=('pos', 'neg'), n_ctx=16,
                              class_specific=True, num_classes=len(classes)), classes)
-    train_contexts(model, train['feats'], train['labels'], steps=300, lr=0.03)
+    train_contexts(model, train['feats'], train['labels'], steps=100, lr=0.03)
     with torch.no_grad():
         attention = model.head(test['feats'], model.encode_classes())['attention']
     grid = model.backbone.feat_grid
@@ -70,21 +75,31 @@ def test_trained_attention_sits_on_the_objects(demo_features):
         pipeline=[]))
     boxes = boxes_by_image(demo_features['root'])
     size = tuple(model.backbone._input_hw)
-    hits, chance = [], []
+    hits, chance, transposed, other_only = [], [], [], []
     for i in range(len(dataset)):
         name = osp.basename(dataset.get_data_info(i)['img_path'])
         maps = attention_to_maps(attention[i].numpy(), grid)
-        for cls, cls_boxes in boxes.get(name, {}).items():
+        present = boxes.get(name, {})
+        for cls, cls_boxes in present.items():
             cells = covered_cells(cls_boxes, grid, size)
-            r, c = np.unravel_index(np.argmax(maps[classes.index(cls)]), grid)
+            heat = maps[classes.index(cls)]
+            r, c = np.unravel_index(np.argmax(heat), grid)
             hits.append(cells[r, c])
             chance.append(cells.mean())
+            rt, ct = np.unravel_index(np.argmax(heat.T), grid)
+            transposed.append(cells[rt, ct])
+            others = [b for other, bs in present.items() if other != cls for b in bs]
+            if others:
+                other_only.append(covered_cells(others, grid, size)[r, c] and not cells[r, c])
     hit_rate, chance_rate = float(np.mean(hits)), float(np.mean(chance))
-    print(f'attention argmax on the object: {hit_rate:.3f} vs chance {chance_rate:.3f} '
-          f'({len(hits)} image-class pairs)')
-    assert len(hits) > 500
-    assert hit_rate >= 0.60
-    assert hit_rate >= 2.0 * chance_rate
+    print(f'attention argmax on the object: {hit_rate:.3f} vs chance {chance_rate:.3f}, '
+          f'transposed {np.mean(transposed):.3f}, on another class only '
+          f'{np.mean(other_only):.3f} ({len(hits)} image-class pairs)')
+    assert len(hits) > 500 and len(other_only) > 300
+    assert hit_rate >= 0.85
+    assert hit_rate >= 3.0 * chance_rate
+    assert np.mean(transposed) <= hit_rate - 0.3
+    assert np.mean(other_only) <= 0.15
 
 
 def test_covered_cells_by_hand():
