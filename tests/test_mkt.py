@@ -305,3 +305,30 @@ def test_distillation_needs_a_trainable_tower():
             prompt_learner=dict(type='TemplateContextPrompts'),
             head=dict(type='MKTTwoStreamHead', topk_patches=4),
             train_image_tower=False))
+
+
+# ----------------------------------------------------------------------- inference
+def test_inferencer_scores_any_names_with_an_mkt_model(tmp_path, stage2):
+    import cv2
+    import numpy as np
+
+    from mlr_plugin.apis import MultiLabelInferencer
+    model = copy.deepcopy(stage2)
+    adamw_step(model)
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / 'img.png')
+    cv2.imwrite(path, rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    inferencer = MultiLabelInferencer(model, device='cpu')
+    names = ['lighthouse', 'harbor', 'red bicycle', 'sunset', 'cat']
+    result = inferencer(path, class_names=names, return_attention=True)[0]
+    # the same scores as the model's own prediction for these names
+    model.set_class_names(names)
+    image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    data = model.data_preprocessor(dict(inputs=[torch.from_numpy(image).permute(2, 0, 1)]),
+                                   False)
+    expect = model.predict(data['inputs'])[0].pred_score
+    assert [result['scores'][n] for n in names] == pytest.approx(expect.tolist(), abs=1e-6)
+    # rank-only scores: the labels are the head's top 3, not a 0.5 threshold
+    ranked = sorted(names, key=lambda n: -result['scores'][n])
+    assert result['labels'] == ranked[:3]
+    assert result['attention'].shape == (len(names), 4, 4)

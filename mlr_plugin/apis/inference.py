@@ -155,7 +155,7 @@ class MultiLabelInferencer:
 
     def __call__(self, images: Union[ImageInput, Sequence[ImageInput]],
                  class_names: Optional[Sequence[str]] = None,
-                 threshold: float = 0.5, topk: int = 5,
+                 threshold: Optional[float] = None, topk: int = 5,
                  batch_size: Optional[int] = None,
                  return_vis: Optional[bool] = None,
                  return_attention: bool = False,
@@ -163,7 +163,9 @@ class MultiLabelInferencer:
                  show_progress: bool = True,
                  vis_ncols: Optional[int] = None) -> List[Dict]:
         """Returns one dict per image: ``scores`` {name: score}, ``labels`` (score >
-        threshold, best first) and ``topk`` [(name, score)]; ``attention`` (C, h, w) in
+        ``threshold``, best first; with ``threshold=None`` the head's own rule: its
+        ``thr`` (0.5 for the probability heads) or its ``topk`` (MKT's rank-only
+        scores: the head's top 3)) and ``topk`` [(name, score)]; ``attention`` (C, h, w) in
         the order of the names when ``return_attention`` (None for a head without
         one); ``vis`` (the figure of the ``topk`` classes' maps, uint8 RGB, ``vis_ncols``
         panels a row: default all in one row, up to 6) when ``return_vis``.
@@ -185,6 +187,7 @@ class MultiLabelInferencer:
         if show_progress and len(images) > batch_size:
             from mmengine.utils import ProgressBar
             progress = ProgressBar(len(images), file=sys.stderr)
+        rule = label_rule(self.model.head, threshold)
         previous = self.model.class_names
         self.model.set_class_names(scored)
         results = []
@@ -194,7 +197,7 @@ class MultiLabelInferencer:
                 scores, attention, grid = self._forward([p[0] for p in prepared])
                 for j, (_, original) in enumerate(prepared):
                     result = self._result(scores[j], None if attention is None else
-                                          attention[j], grid, report, names, threshold,
+                                          attention[j], grid, report, names, rule,
                                           topk, return_attention or return_vis)
                     if return_vis:
                         result['vis'] = self._draw(original, result, names, topk,
@@ -213,13 +216,16 @@ class MultiLabelInferencer:
         return results
 
     @staticmethod
-    def _result(scores, attention, grid, report, names, threshold, topk, with_attention):
+    def _result(scores, attention, grid, report, names, rule, topk, with_attention):
         scores = scores.cpu().numpy()
         if report is not None:  # trained order -> the order asked for
             scores = scores[report]
         order = np.argsort(-scores, kind='stable')
+        threshold, label_topk = rule
+        labels = ([names[i] for i in order if scores[i] > threshold] if label_topk is None
+                  else [names[i] for i in order[:label_topk]])
         result = dict(scores={names[i]: float(scores[i]) for i in range(len(names))},
-                      labels=[names[i] for i in order if scores[i] > threshold],
+                      labels=labels,
                       topk=[(names[i], float(scores[i])) for i in order[:topk]])
         if with_attention:
             maps = None
@@ -365,3 +371,14 @@ def read_checkpoint_meta(path: str) -> dict:
     from mlr_plugin.compat import load_checkpoint_file
     ckpt = load_checkpoint_file(path, map_location='cpu')
     return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+
+
+def label_rule(head, threshold: Optional[float]) -> Tuple[Optional[float], Optional[int]]:
+    """(threshold, top-k) deciding an image's labels: the given threshold, else the
+    head's own rule (``thr`` or, for rank-only scores such as MKT's, ``topk``)."""
+    if threshold is not None:
+        return float(threshold), None
+    if getattr(head, 'topk', None) is not None:
+        return None, int(head.topk)
+    thr = getattr(head, 'thr', None)
+    return (0.5 if thr is None else float(thr)), None
