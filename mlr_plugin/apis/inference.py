@@ -145,35 +145,30 @@ class MultiLabelInferencer:
         original = loaded['img']
         return self.pipeline(dict(loaded)), original
 
-    @torch.no_grad()
-    def _forward(self, batch: List[dict]) -> Tuple[torch.Tensor, Optional[torch.Tensor],
-                                                   Tuple[int, int]]:
+    def _forward(self, batch: List[dict]):
         """(B, C) scores, (B, C, L) attention or None, and the feature grid (h, w)."""
-        model = self.model
-        data = model.data_preprocessor(
+        from mlr_plugin.visualization import scores_and_attention
+        data = self.model.data_preprocessor(
             dict(inputs=[b['inputs'] for b in batch],
                  data_samples=[b['data_samples'] for b in batch]), False)
-        feats = model.extract_feat(data['inputs'])
-        # the head's forward once: its scores (as head.predict computes them) and its
-        # attention come from the same outputs
-        outputs = model.head(feats, model.encode_classes())
-        scores = model.head.predict_scores(outputs).float()
-        attention = outputs.get('attention')
-        return scores, attention, tuple(feats['grid'])
+        return scores_and_attention(self.model, data['inputs'])
 
     def __call__(self, images: Union[ImageInput, Sequence[ImageInput]],
                  class_names: Optional[Sequence[str]] = None,
-                 threshold: float = 0.5, topk: int = 5,
+                 threshold: Optional[float] = None, topk: int = 5,
                  batch_size: Optional[int] = None,
                  return_vis: Optional[bool] = None,
                  return_attention: bool = False,
                  out_dir: Optional[str] = None,
-                 show_progress: bool = True) -> List[Dict]:
+                 show_progress: bool = True,
+                 vis_ncols: Optional[int] = None) -> List[Dict]:
         """Returns one dict per image: ``scores`` {name: score}, ``labels`` (score >
-        threshold, best first) and ``topk`` [(name, score)]; ``attention`` (C, h, w) in
+        ``threshold``, best first; with ``threshold=None`` the head's own rule: its
+        ``thr`` (0.5 for the probability heads) or its ``topk`` (MKT's rank-only
+        scores: the head's top 3)) and ``topk`` [(name, score)]; ``attention`` (C, h, w) in
         the order of the names when ``return_attention`` (None for a head without
-        one); ``vis`` (the figure of the ``topk`` classes' maps, uint8 RGB) when
-        ``return_vis``.
+        one); ``vis`` (the figure of the ``topk`` classes' maps, uint8 RGB, ``vis_ncols``
+        panels a row: default all in one row, up to 6) when ``return_vis``.
 
         ``out_dir``: also write ``predictions.json`` (image, scores, labels, topk per
         image) there and, with ``return_vis``, ``vis/<image name>.png``, each file
@@ -182,15 +177,17 @@ class MultiLabelInferencer:
         if isinstance(images, (str, np.ndarray)):
             images = [images]
         images = list(images)
-        batch_size = _check_positive(batch_size or self.batch_size, 'batch_size')
+        batch_size = _check_positive(self.batch_size if batch_size is None else batch_size,
+                                     'batch_size')
         return_vis = self.return_vis if return_vis is None else bool(return_vis)
         names = list(class_names) if class_names is not None else self.class_names
         scored, report = self._match(names)
-        vis_names = _vis_names(images) if return_vis else None
+        vis_names = vis_file_names(images) if return_vis else None
         progress = None
         if show_progress and len(images) > batch_size:
             from mmengine.utils import ProgressBar
             progress = ProgressBar(len(images), file=sys.stderr)
+        rule = label_rule(self.model.head, threshold)
         previous = self.model.class_names
         self.model.set_class_names(scored)
         results = []
@@ -200,19 +197,18 @@ class MultiLabelInferencer:
                 scores, attention, grid = self._forward([p[0] for p in prepared])
                 for j, (_, original) in enumerate(prepared):
                     result = self._result(scores[j], None if attention is None else
-                                          attention[j], grid, report, names, threshold,
+                                          attention[j], grid, report, names, rule,
                                           topk, return_attention or return_vis)
                     if return_vis:
                         result['vis'] = self._draw(original, result, names, topk,
-                                                   vis_names[start + j])
+                                                   vis_names[start + j], vis_ncols)
                         if not return_attention:
                             del result['attention']
                     results.append(result)
                     if progress is not None:
                         progress.update()
-        finally:
-            if previous is not None:  # a built model keeps the names it had
-                self.model.set_class_names(previous)
+        finally:  # a model given built keeps the names it had
+            self.model.class_names = previous
         if progress is not None:
             sys.stderr.write('\n')
         if out_dir is not None:
@@ -220,13 +216,16 @@ class MultiLabelInferencer:
         return results
 
     @staticmethod
-    def _result(scores, attention, grid, report, names, threshold, topk, with_attention):
+    def _result(scores, attention, grid, report, names, rule, topk, with_attention):
         scores = scores.cpu().numpy()
         if report is not None:  # trained order -> the order asked for
             scores = scores[report]
         order = np.argsort(-scores, kind='stable')
+        threshold, label_topk = rule
+        labels = ([names[i] for i in order if scores[i] > threshold] if label_topk is None
+                  else [names[i] for i in order[:label_topk]])
         result = dict(scores={names[i]: float(scores[i]) for i in range(len(names))},
-                      labels=[names[i] for i in order if scores[i] > threshold],
+                      labels=labels,
                       topk=[(names[i], float(scores[i])) for i in order[:topk]])
         if with_attention:
             maps = None
@@ -240,16 +239,11 @@ class MultiLabelInferencer:
 
     @staticmethod
     def _draw(image: np.ndarray, result: dict, names: List[str], topk: int,
-              title: str) -> np.ndarray:
-        from mlr_plugin.visualization import draw_class_heatmaps
-        if result['attention'] is None:
-            raise ValueError('this head returns no attention maps to draw (only heads '
-                             "whose forward returns 'attention' can be visualised)")
-        index = {name: i for i, name in enumerate(names)}
-        shown = result['topk'][:topk]
-        return draw_class_heatmaps(
-            np.ascontiguousarray(image), result['attention'][[index[n] for n, _ in shown]],
-            [n for n, _ in shown], [s for _, s in shown], title=title)
+              title: str, ncols: Optional[int] = None) -> np.ndarray:
+        from mlr_plugin.visualization import draw_topk
+        scores = np.array([result['scores'][n] for n in names])
+        return draw_topk(np.ascontiguousarray(image), scores, result['attention'], names,
+                         topk, title=title, ncols=ncols)
 
     def _match(self, names: Sequence[str]) -> Tuple[List[str], Optional[List[int]]]:
         """(names the model scores, index of each asked name among them or None).
@@ -303,7 +297,7 @@ def _check_positive(value, what: str) -> int:
     return value
 
 
-def _vis_names(images: Sequence[ImageInput]) -> List[str]:
+def vis_file_names(images: Sequence[ImageInput]) -> List[str]:
     """A file name per image for its figure: the image's own stem, numbered when two
     images share one (or for arrays)."""
     stems = [osp.splitext(osp.basename(img))[0] if isinstance(img, str) else f'image_{i}'
@@ -322,7 +316,7 @@ def write_results(out_dir: str, images: Sequence[ImageInput], results: List[dict
         row = dict(image=image if isinstance(image, str) else f'<array {i}>')
         row.update({k: result[k] for k in ('scores', 'labels', 'topk')})
         if 'vis' in result:
-            png = osp.join(out_dir, 'vis', (vis_names or _vis_names(images))[i] + '.png')
+            png = osp.join(out_dir, 'vis', (vis_names or vis_file_names(images))[i] + '.png')
             write_png_atomic(png, result['vis'])
             row['vis'] = png
         rows.append(row)
@@ -377,3 +371,14 @@ def read_checkpoint_meta(path: str) -> dict:
     from mlr_plugin.compat import load_checkpoint_file
     ckpt = load_checkpoint_file(path, map_location='cpu')
     return ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+
+
+def label_rule(head, threshold: Optional[float]) -> Tuple[Optional[float], Optional[int]]:
+    """(threshold, top-k) deciding an image's labels: the given threshold, else the
+    head's own rule (``thr`` or, for rank-only scores such as MKT's, ``topk``)."""
+    if threshold is not None:
+        return float(threshold), None
+    if getattr(head, 'topk', None) is not None:
+        return None, int(head.topk)
+    thr = getattr(head, 'thr', None)
+    return (0.5 if thr is None else float(thr)), None

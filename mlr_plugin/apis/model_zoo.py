@@ -8,9 +8,12 @@
 The configs are found in the package (``mlr_plugin/configs`` in an installed wheel) or,
 in a source checkout, in the repository's ``configs/``.
 """
+import copy
 import difflib
 import fnmatch
+import functools
 import glob
+import os
 import os.path as osp
 from typing import Dict, List, Optional, Union
 
@@ -32,10 +35,18 @@ def model_index(root: Optional[str] = None) -> Dict[str, dict]:
     """``{Name: entry}`` over every metafile under ``root`` (default :func:`config_root`),
     sorted by name. Each entry is the metafile's model entry with ``Config`` made an
     absolute path, plus ``Metafile`` (its file) and ``Collection`` (the collection entry
-    it belongs to, or ``{}``). A name listed twice is an error."""
+    it belongs to, or ``{}``). A name listed twice is an error. Parsed once per set of
+    metafile modification times."""
     root = root or config_root()
+    metafiles = sorted(glob.glob(osp.join(root, '*', METAFILE_NAME)))
+    stamp = tuple((path, os.stat(path).st_mtime_ns) for path in metafiles)
+    return copy.deepcopy(_parse_index(stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_index(stamp: tuple) -> Dict[str, dict]:
     index = {}
-    for metafile in sorted(glob.glob(osp.join(root, '*', METAFILE_NAME))):
+    for metafile, _ in stamp:
         data = load_metafile(metafile)
         collections = {c.get('Name'): c for c in data['Collections'] if isinstance(c, dict)}
         for model in data['Models']:
@@ -48,7 +59,7 @@ def model_index(root: Optional[str] = None) -> Dict[str, dict]:
             entry['Metafile'] = metafile
             entry['Collection'] = collections.get(model.get('In Collection'), {})
             index[name] = entry
-    for name, entry in index.items():  # collections may live in another metafile
+    for entry in index.values():  # collections may live in another metafile
         if not entry['Collection']:
             for other in index.values():
                 wanted = entry.get('In Collection')
@@ -135,3 +146,49 @@ def get_model(name: str, pretrained: Union[str, bool, None] = None,
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+TABLE_COLUMNS = ('Name', 'Method', 'Dataset', 'Setting', 'Config', 'Paper mAP')
+
+
+def paper_map(entry: dict) -> str:
+    """The ``mAP`` metrics of an entry's ``Results`` (OpenMMLab format: a list of
+    ``{Task, Dataset, Metrics: {mAP: ...}}``), ``'-'`` when there are none; several
+    results are named by their dataset."""
+    found = []
+    for result in entry.get('Results') or []:
+        metrics = result.get('Metrics') or {} if isinstance(result, dict) else {}
+        for key, value in metrics.items():
+            if 'map' in str(key).lower():
+                found.append((result.get('Dataset'), key, value))
+    if not found:
+        return '-'
+    if len(found) == 1:
+        return str(found[0][2])
+    return ', '.join(f'{value} ({dataset or key})' for dataset, key, value in found)
+
+
+def model_table(root: Optional[str] = None, names: Optional[List[str]] = None) -> str:
+    """A Markdown table of every metafile model (:data:`TABLE_COLUMNS`), by name;
+    ``names``: only these."""
+    root = root or config_root()
+    base = osp.dirname(root)  # the folder configs/ paths are given from
+
+    def cell(value) -> str:
+        if isinstance(value, (list, tuple)):
+            value = ', '.join(map(str, value))
+        return str(value if value not in (None, '') else '-').replace('|', '\\|')
+
+    lines = ['| ' + ' | '.join(TABLE_COLUMNS) + ' |',
+             '|' + '|'.join('---' for _ in TABLE_COLUMNS) + '|']
+    for name, entry in model_index(root).items():
+        if names is not None and name not in names:
+            continue
+        meta = entry.get('Metadata') or {}
+        config = entry['Config']
+        config = osp.relpath(config, base) if config else None
+        row = [name, entry.get('In Collection'), meta.get('Training Data'),
+               meta.get('Label Setting'), f'`{config}`' if config else None,
+               paper_map(entry)]
+        lines.append('| ' + ' | '.join(cell(v) for v in row) + ' |')
+    return '\n'.join(lines) + '\n'

@@ -1,9 +1,7 @@
 """Per-class attention maps drawn over the image: where each class was found.
 
-The heads that pool regions (DualCoOp, DualCoOp++, ...) return ``attention`` (B, C, L):
-per class, a weight for every location, prefix tokens first, then the feature grid
-row-major. :func:`attention_to_maps` turns it into (C, h, w) maps and
-:func:`draw_class_heatmaps` draws them, one panel per class, over the image.
+:func:`draw_class_heatmaps` draws (K, h, w) maps (``attention.attention_to_maps``), one
+panel per class, over the image; :func:`draw_topk` picks the best-scoring classes.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -11,21 +9,6 @@ import numpy as np
 
 ALPHA = 0.5  # weight of the colour map over the image
 CMAP = 'jet'
-
-
-def attention_to_maps(attention: np.ndarray, grid: Tuple[int, int]) -> np.ndarray:
-    """(C, L) attention of one image -> (C, h, w) maps over the feature grid.
-
-    The last ``h * w`` locations are the grid (row-major, as ``OpenCLIPBackbone`` emits
-    them); any locations before them are pooled prefix tokens, with no place in the
-    image, and are dropped.
-    """
-    attention = np.asarray(attention)
-    h, w = (int(v) for v in grid)
-    if attention.ndim != 2 or attention.shape[1] < h * w:
-        raise ValueError(f'attention must be (C, L) with L >= grid {h}x{w} = {h * w} '
-                         f'locations, got shape {attention.shape}')
-    return attention[:, attention.shape[1] - h * w:].reshape(-1, h, w)
 
 
 def upsample_map(heat: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -110,3 +93,22 @@ def draw_class_heatmaps(image: np.ndarray, maps: np.ndarray, names: Sequence[str
                         wspace=0.04, hspace=0.35 / panel_w + 0.02)
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+
+
+def draw_topk(image: np.ndarray, scores: np.ndarray, maps: np.ndarray,
+              names: Sequence[str], topk: int, title: Optional[str] = None,
+              ncols: Optional[int] = None) -> np.ndarray:
+    """The figure of the ``topk`` best-scoring classes (ties: lower index first) of one
+    image: ``scores`` (C,), ``maps`` (C, h, w), ``names`` C; ``ncols`` defaults to one
+    row of up to 6 panels."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if maps is None:
+        raise ValueError("this head returns no attention maps to draw (only heads whose "
+                         "forward returns 'attention' can be visualised)")
+    if not len(scores) == len(maps) == len(names):
+        raise ValueError(f'scores, maps and names must have one entry per class, got '
+                         f'{len(scores)}, {len(maps)} and {len(names)}')
+    order = np.argsort(-scores, kind='stable')[:topk]
+    return draw_class_heatmaps(image, np.asarray(maps)[order], [names[i] for i in order],
+                               scores[order], ncols=ncols or min(len(order) + 1, 6),
+                               title=title)
