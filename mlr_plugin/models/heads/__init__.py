@@ -3,10 +3,13 @@ from .base_head import BasePairLogitHead, BasePromptHead, BaseSingleLogitHead
 from .dualcoop import DualCoOpHead, class_specific_region_aggregation
 from .dualcoop_pp import (DualCoOpPlusPlusHead, evidence_attention,
                           evidence_guided_aggregation, winner_take_all)
+from .semantic_decoupling import (SemanticDecoupling, SemanticDecouplingHead,
+                                  SemanticDecouplingPairHead)
 
 __all__ = [
     'BasePromptHead', 'BasePairLogitHead', 'BaseSingleLogitHead', 'DualCoOpHead',
     'DualCoOpPlusPlusHead', 'class_specific_region_aggregation', 'dense_text_similarity',
     'evidence_attention', 'evidence_guided_aggregation', 'spatial_softmax',
-    'winner_take_all'
+    'winner_take_all', 'SemanticDecoupling', 'SemanticDecouplingHead',
+    'SemanticDecouplingPairHead'
 ]
