@@ -108,7 +108,7 @@ class SemanticDecoupling(nn.Module):
         if self.semantic.in_features != feat_dim or inner < feat_dim:
             raise ValueError(f"attention_init='clip' needs semantic_dim == feat_dim <= "
                              f'inner_dim, got semantic_dim={self.semantic.in_features}, '
-                             f'feat_dim={feat_dim}, inner_dim={inner}')
+                             f'feat_dim={feat_dim}, inner_dim={inner} (use attention_init=\'random\')')
         # orthonormal columns: (P f) . (P x) = f . x, and every inner unit starts alive
         basis = torch.linalg.qr(torch.randn(inner, feat_dim)).Q
         self.visual.weight.copy_(basis)
@@ -142,13 +142,13 @@ class SemanticDecoupling(nn.Module):
 
     def forward(self, tokens: torch.Tensor, semantic: torch.Tensor):
         """Returns ``(proj(f_c)`` (B, C, D), ``alpha`` (B, C, L)``)."""
+        if tokens.shape[-1] != self.visual.in_features:
+            raise ValueError(f'dense features have width {tokens.shape[-1]} but the head was '
+                             f'built with feat_dim={self.visual.in_features}')
         expected = self.semantic.in_features
         if semantic.dim() != 2 or semantic.shape[1] != expected:
             raise ValueError(f'semantic vectors must be (C, {expected}), got '
                              f'{tuple(semantic.shape)}')
-        if tokens.shape[-1] != self.visual.in_features:
-            raise ValueError(f'dense features have width {tokens.shape[-1]} but the head was '
-                             f'built with feat_dim={self.visual.in_features}')
         tokens = tokens.float()
         attention = torch.softmax(self.energies(tokens, semantic.float()), dim=-1)
         class_feats = torch.einsum('bcl,bld->bcd', attention, tokens)
