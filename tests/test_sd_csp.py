@@ -319,3 +319,42 @@ def test_sd_csp_at_10_percent_beats_clip_zero_shot(features):
           f'dense {zero_shot["dense"]:.1f}')
     assert after > zero_shot['global_'] + 8.0
     assert after > zero_shot['dense'] + 6.0
+
+
+def test_head_built_without_arguments_is_the_recipe():
+    """The registered defaults are the model base's values (a config naming only the
+    type trains as configs/_base_/models/sd_csp_rn101.py does)."""
+    recipe = Config.fromfile('configs/_base_/models/sd_csp_rn101.py').model.head
+    init_default_scope('mmpretrain')
+    head = MODELS.build(dict(type=recipe.type))
+    module = head.decoupling
+    got = dict(feat_dim=module.visual.in_features, inner_dim=module.visual.out_features,
+               logit_scale=head.logit_scale, frozen_parts=head.frozen_parts,
+               class_chunk=module.class_chunk, recompute=module.recompute,
+               proj_init='identity' if torch.equal(module.proj.weight, torch.eye(512))
+               else 'random',
+               attention_init='clip' if torch.equal(module.hidden.weight, torch.eye(1024))
+               else 'random',
+               init_temperature=float(module.energy.weight[0, 0]))
+    for key, value in recipe.items():
+        if key in ('type', 'loss'):
+            continue
+        assert got[key] == (tuple(value) if key == 'frozen_parts' else value), key
+    for key, value in recipe.loss.items():
+        if key != 'type':
+            assert getattr(head.loss_module, key) == value, f'loss.{key}'
+    assert type(head.loss_module).__name__ == recipe.loss.type
+
+
+def test_demo_config_scales_follow_the_demo_clip():
+    """configs/demo/sd_csp_p10.py: the cosine logit scale is the tiny CLIP's own (100 ->
+    13.198) and the initial attention temperature is the demo DualCoOp's spatial scale,
+    as 20 is OpenAI CLIP's; the head width is the tiny CLIP's joint width."""
+    import sys
+    sys.path.insert(0, 'tools/demo')
+    from demo_scales import logit_scale_of
+    head = Config.fromfile('configs/demo/sd_csp_p10.py').model.head
+    dualcoop = Config.fromfile('configs/demo/dualcoop_p10.py').model.head
+    assert head.logit_scale == pytest.approx(logit_scale_of(), abs=1e-3)
+    assert head.init_temperature == dualcoop.spatial_scale
+    assert (head.feat_dim, head.inner_dim) == (64, 128)
