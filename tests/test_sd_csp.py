@@ -267,15 +267,21 @@ def test_frozen_parts_and_bad_options():
         _head()(*_inputs(dim=8))
 
 
-def test_sd_csp_configs_build_and_train_only_the_module_and_contexts():
+@pytest.mark.parametrize('pair', [False, True], ids=['single', 'pair'])
+def test_sd_csp_configs_build_and_train_only_the_module_and_contexts(pair):
     """The COCO p10 config (tiny random CLIP in place of RN101): 80 class-specific
-    contexts, the semantic prompts, and only contexts + decoupling module train."""
+    contexts, the semantic prompts, and only contexts + decoupling module train; the pair
+    form is the README's three overrides."""
     cfg = Config.fromfile(f'{CONFIGS}/coco_p10.py')
     assert cfg.train_dataloader.dataset.label_simulation.known_ratio == 0.1
     assert cfg.model.head.inner_dim == 1024 and cfg.model.head.type == 'SemanticDecouplingHead'
     model_cfg = cfg.model.copy()
     model_cfg.backbone.update(model_name='mlr-tiny-rn', pretrained=None, image_size=64)
     model_cfg.head.update(feat_dim=32)
+    if pair:
+        model_cfg.head.update(type='SemanticDecouplingPairHead',
+                              loss=dict(model_cfg.head.loss, type='PairSoftmaxASL'))
+        model_cfg.prompt_learner.learners[0].prompt_names = ('pos', 'neg')
     init_default_scope('mmpretrain')
     model = MODELS.build(model_cfg)
     model.set_class_names([f'class {i}' for i in range(80)])
@@ -358,3 +364,47 @@ def test_demo_config_scales_follow_the_demo_clip():
     assert head.logit_scale == pytest.approx(logit_scale_of(), abs=1e-3)
     assert head.init_temperature == dualcoop.spatial_scale
     assert (head.feat_dim, head.inner_dim) == (64, 128)
+
+
+def _saved_numels(module, *inputs):
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(*inputs)
+    return sizes
+
+
+def test_recompute_keeps_no_per_class_hidden_activation():
+    """With recompute, autograd keeps nothing of size B x c x L x inner (the attention
+    MLP's activations), only inputs and (B, C, L) energies; without it, it does."""
+    feats, text = _inputs(classes=4, prefix=False)  # B 2, L 4, D 6
+    tokens = feats['dense'].requires_grad_(True)
+    hidden = 2 * 4 * 4 * 8  # B x C x L x inner, all classes in one chunk
+    plain = _head(class_chunk=None, recompute=False).decoupling
+    assert max(_saved_numels(plain, tokens, text['semantic'])) >= hidden
+    chunked = _head(class_chunk=2, recompute=True).decoupling
+    assert max(_saved_numels(chunked, tokens, text['semantic'])) < hidden // 2
+
+
+def test_merged_prompts_merge_and_check():
+    init_default_scope('mmpretrain')
+    learner = MODELS.build(dict(type='MergedPrompts', num_classes=3, learners=[
+        dict(type='LearnablePrompts', prompt_names=('pos', ), n_ctx=2, class_specific=True),
+        dict(type='HandcraftedPrompts', templates=dict(semantic=['a photo of a {}.']))]))
+    assert learner.prompt_names == ('pos', 'semantic')
+    assert learner.class_specific and learner.num_classes == 3
+    assert learner.learners[0].num_classes == 3  # handed down
+    with pytest.raises(ValueError, match='distinct'):
+        MODELS.build(dict(type='MergedPrompts', learners=[
+            dict(type='HandcraftedPrompts'), dict(type='HandcraftedPrompts')]))
+    with pytest.raises(ValueError, match='disagree on num_classes'):
+        MODELS.build(dict(type='MergedPrompts', learners=[
+            dict(type='LearnablePrompts', prompt_names=('a', ), class_specific=True,
+                 num_classes=3),
+            dict(type='LearnablePrompts', prompt_names=('b', ), class_specific=True,
+                 num_classes=4)]))
+    with pytest.raises(ValueError, match='non-empty list'):
+        MODELS.build(dict(type='MergedPrompts', learners=dict(type='HandcraftedPrompts')))
