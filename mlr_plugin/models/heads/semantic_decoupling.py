@@ -51,10 +51,12 @@ class SemanticDecoupling(nn.Module):
     ``proj(f_c)``.
 
     Memory: ``W3 (u_j * v_c)`` is a (B, C, L, inner) tensor (32 x 80 x 197 x 1024 fp32 =
-    2 GB, and autograd keeps two of them). It is computed ``class_chunk`` classes at a
-    time; with ``recompute`` each chunk runs under activation checkpointing, so training
-    keeps only the (B, C, L) energies and recomputes a chunk's inner activations in
-    backward (one extra forward of the attention MLP).
+    2 GB), and plain autograd keeps three such tensors (measured at B 2, C 32: 156 MiB
+    saved for backward, i.e. ~6 GiB at B 32, C 80). It is computed ``class_chunk``
+    classes at a time; with ``recompute`` each chunk runs under activation checkpointing,
+    so training keeps only the inputs and the (B, C, L) energies (6 MiB at B 2, C 32) and
+    recomputes a chunk's inner activations in backward (one extra forward of the
+    attention MLP).
 
     Args:
         feat_dim: width D of the dense features (the CLIP joint space).
