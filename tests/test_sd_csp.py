@@ -341,7 +341,7 @@ def test_head_built_without_arguments_is_the_recipe():
                else 'random',
                attention_init='clip' if torch.equal(module.hidden.weight, torch.eye(1024))
                else 'random',
-               init_temperature=float(module.energy.weight[0, 0]))
+               init_temperature=float(module.energy.weight.detach()[0, 0]))
     for key, value in recipe.items():
         if key in ('type', 'loss'):
             continue
