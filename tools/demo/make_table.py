@@ -43,6 +43,7 @@ ROWS = [  # (label, config, metric prefix)
     ('DualCoOp, 10% labels', 'configs/demo/dualcoop_p10.py', ''),
     ('DualCoOp++, 10% labels', 'configs/demo/dualcoop_pp_p10.py', ''),
     ('DualCoOp, 100% labels', 'configs/demo/dualcoop_full.py', ''),
+    ('Semantic decoupling + CSP, 10% labels', 'configs/demo/sd_csp_p10.py', ''),
 ]
 
 
