@@ -85,7 +85,10 @@ def draw_class_heatmaps(image: np.ndarray, maps: np.ndarray, names: Sequence[str
         if i < len(panels):
             picture, caption = panels[i]
             ax.imshow(picture, interpolation='bilinear')
-            ax.set_title(caption, fontsize=13, pad=4)
+            # ~9 px a character at size 13: long names shrink to stay within the panel
+            fits = panel_px / 9.0
+            size = 13 if len(caption) <= fits else max(7.0, 13 * fits / len(caption))
+            ax.set_title(caption, fontsize=size, pad=4)
     if title:
         fig.suptitle(title, fontsize=13)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01,
