@@ -146,8 +146,13 @@ def test_draw_class_heatmaps_lays_out_panels_and_checks_inputs():
     one_row = draw_class_heatmaps(image, maps[:3], names[:3], [0.9, 0.5, 0.1], ncols=4)
     two_rows = draw_class_heatmaps(image, maps, names, [0.9, 0.8, 0.5, 0.3, 0.1], ncols=3)
     assert one_row.dtype == np.uint8 and one_row.ndim == 3 and one_row.shape[2] == 3
-    assert one_row.shape[1] == two_rows.shape[1] * 4 // 3  # 4 vs 3 panels a row
+    assert abs(one_row.shape[1] / two_rows.shape[1] - 4 / 3) < 0.02  # 4 vs 3 panels a row
     assert two_rows.shape[0] > 1.8 * one_row.shape[0]  # 6 panels in 3 columns
+    # the captions are drawn: dark pixels in the strip above each panel, different
+    # text for different names
+    strips = [one_row[:30, 8 + k * 264:8 + k * 264 + 256] for k in range(4)]
+    assert all((strip < 100).any() for strip in strips)
+    assert len({strip.tobytes() for strip in strips}) == 4
     with pytest.raises(ValueError, match='one entry per class'):
         draw_class_heatmaps(image, maps, names[:2], [0.1, 0.2])
     with pytest.raises(ValueError, match='uint8 RGB'):
