@@ -5,6 +5,7 @@ panel per class, over the image; :func:`draw_topk` picks the best-scoring classe
 Panels are composed with OpenCV and captioned with Pillow (a few ms a figure, so
 ``tools/test.py --show-dir`` can draw a whole test set).
 """
+import functools
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -29,7 +30,7 @@ def colourise(heat: np.ndarray, cmap: str = CMAP) -> np.ndarray:
     """(H, W) values in 0..1 -> (H, W, 3) uint8 RGB through an OpenCV colour map
     (``'jet'``, ``'turbo'``, ``'viridis'``, ``'inferno'``) or ``'gray'``."""
     import cv2
-    levels = np.clip(np.rint(heat * 255.0), 0, 255).astype(np.uint8)
+    levels = (np.clip(heat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if cmap == 'gray':
         return np.repeat(levels[..., None], 3, axis=2)
     maps = dict(jet=cv2.COLORMAP_JET, turbo=cv2.COLORMAP_TURBO,
@@ -43,13 +44,16 @@ def overlay_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = ALPHA,
                     cmap: str = CMAP) -> np.ndarray:
     """``image`` (H, W, 3) uint8 with ``heat`` (h, w), scaled to its own 0..1 range
     (the location matters, not the absolute weight), coloured and blended on top."""
+    import cv2
     heat = upsample_map(heat, image.shape[:2])
     lo, hi = float(heat.min()), float(heat.max())
     heat = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-    blended = (1.0 - alpha) * image.astype(np.float32) + alpha * colourise(heat, cmap)
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    colour = np.ascontiguousarray(colourise(heat, cmap))
+    # (1 - alpha) * image + alpha * colour, rounded and saturated to uint8
+    return cv2.addWeighted(np.ascontiguousarray(image), 1.0 - alpha, colour, alpha, 0.0)
 
 
+@functools.lru_cache(maxsize=16)
 def _font(size: int):
     from PIL import ImageFont
     try:
