@@ -234,3 +234,17 @@ def test_inferencer_batches_shows_progress_and_writes_out_dir(tmp_path, capsys):
     assert model.class_names == ['x', 'y']
     with pytest.raises(ValueError, match='batch_size must be a positive int'):
         inferencer(paths, batch_size=0)
+
+
+def test_a_model_without_config_resizes_to_its_input_size():
+    """A built model with no ``_config`` (no test pipeline): images are resized to the
+    backbone's input size, bilinear, as the configs' Resize does."""
+    configured = get_model(HANDCRAFTED)
+    bare = get_model(HANDCRAFTED)
+    bare._config = None
+    image = picture(4, size=(96, 160))
+    got = inference_model(bare, image, class_names=NAMES)
+    resized = cv2.resize(image, (128, 128), interpolation=cv2.INTER_LINEAR)
+    expected = inference_model(configured, resized, class_names=NAMES)
+    np.testing.assert_allclose(got['pred_scores'], expected['pred_scores'], rtol=1e-6)
+    np.testing.assert_allclose(got['attention'], expected['attention'], rtol=1e-6)

@@ -139,6 +139,22 @@ def test_overlay_puts_a_cell_on_its_block_of_the_image():
     assert flat.max() == 0
 
 
+def test_overlay_blends_the_normalised_map_as_the_formula_says():
+    """out = (1 - alpha) * image + alpha * colour(map scaled to 0..1), per pixel (plain
+    loops over a small image; 'gray' colours a value v as (v, v, v) * 255)."""
+    rng = np.random.RandomState(2)
+    image = (rng.rand(6, 8, 3) * 255).astype(np.uint8)
+    heat = rng.rand(6, 8).astype(np.float32)  # the image's own size: no resampling
+    out = overlay_heatmap(image, heat, alpha=0.3, cmap='gray')
+    lo, hi = heat.min(), heat.max()
+    for y in range(6):
+        for x in range(8):
+            level = round(float((heat[y, x] - lo) / (hi - lo)) * 255)
+            for ch in range(3):
+                expected = 0.7 * float(image[y, x, ch]) + 0.3 * level
+                assert abs(int(out[y, x, ch]) - expected) <= 1.0
+
+
 def test_draw_class_heatmaps_lays_out_panels_and_checks_inputs():
     image = np.zeros((64, 64, 3), np.uint8)
     maps = np.random.RandomState(0).rand(5, 2, 2)
@@ -146,8 +162,13 @@ def test_draw_class_heatmaps_lays_out_panels_and_checks_inputs():
     one_row = draw_class_heatmaps(image, maps[:3], names[:3], [0.9, 0.5, 0.1], ncols=4)
     two_rows = draw_class_heatmaps(image, maps, names, [0.9, 0.8, 0.5, 0.3, 0.1], ncols=3)
     assert one_row.dtype == np.uint8 and one_row.ndim == 3 and one_row.shape[2] == 3
-    assert one_row.shape[1] == two_rows.shape[1] * 4 // 3  # 4 vs 3 panels a row
+    assert abs(one_row.shape[1] / two_rows.shape[1] - 4 / 3) < 0.02  # 4 vs 3 panels a row
     assert two_rows.shape[0] > 1.8 * one_row.shape[0]  # 6 panels in 3 columns
+    # the captions are drawn: dark pixels in the strip above each panel, different
+    # text for different names
+    strips = [one_row[:30, 8 + k * 264:8 + k * 264 + 256] for k in range(4)]
+    assert all((strip < 100).any() for strip in strips)
+    assert len({strip.tobytes() for strip in strips}) == 4
     with pytest.raises(ValueError, match='one entry per class'):
         draw_class_heatmaps(image, maps, names[:2], [0.1, 0.2])
     with pytest.raises(ValueError, match='uint8 RGB'):

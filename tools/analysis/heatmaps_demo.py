@@ -74,6 +74,8 @@ def main(argv=None):
     parser.add_argument('--topk', type=cli.positive_int, default=4)
     parser.add_argument('--train-images', type=cli.positive_int, default=2000)
     parser.add_argument('--steps', type=cli.positive_int, default=400)
+    parser.add_argument('--checkpoint', help='draw with this checkpoint (from an earlier '
+                        'run of this script) instead of training one')
     cli.add_debug_arg(parser)
     args = parser.parse_args(argv)
     if not osp.isdir(osp.join(args.data_root, 'test')):
@@ -83,8 +85,10 @@ def main(argv=None):
 
     from mlr_plugin.apis import MultiLabelInferencer
 
-    ckpt = osp.join(args.work_dir, 'contexts.pth')
-    train_checkpoint(args.data_root, ckpt, args.train_images, args.steps)
+    ckpt = args.checkpoint
+    if ckpt is None:
+        ckpt = osp.join(args.work_dir, 'contexts.pth')
+        train_checkpoint(args.data_root, ckpt, args.train_images, args.steps)
     inferencer = MultiLabelInferencer(ckpt, device='cpu')
     images = [osp.join(args.data_root, 'test', f'test_{i:06d}.jpg') for i in args.images]
     results = inferencer(images, topk=args.topk, return_vis=True)
