@@ -65,9 +65,10 @@ def demo_cfg(world, flip=True, **backbone):
 
 
 def cached_dataset(cfg, root, split, **kwargs):
-    inner = cfg[f'{split}_dataloader'].dataset.to_dict()
-    return DATASETS.build(dict(type='CachedFeatureDataset', dataset=inner, root=str(root),
-                               split=split, **kwargs))
+    images = cfg[f'{split}_dataloader'].dataset.to_dict()
+    return DATASETS.build(dict(images, type='CachedFeatureDataset',
+                               image_dataset=images['type'],
+                               feature_cache=dict(root=str(root), split=split, **kwargs)))
 
 
 def build_model(cfg, seed=0):
@@ -238,11 +239,12 @@ def test_stale_cache_is_refused_naming_what_changed(world, flip_cache):
            'number of images': dict(ann_file='annotations/instances_test.json',
                                     data_prefix=dict(img_path='test'))})
     for name, change in changes.items():
-        inner = dict(cfg.train_dataloader.dataset.to_dict(), **change)
+        cfg = demo_cfg(world)
+        cfg.train_dataloader.dataset.update(change)
         with pytest.raises(ValueError, match=f'{where} {name} changed since it was built'):
-            DATASETS.build(dict(type='CachedFeatureDataset', dataset=inner,
-                                root=str(flip_cache), split='train'))
+            cached_dataset(cfg, flip_cache, 'train')
 
+    cfg = demo_cfg(world)
     dataset = cached_dataset(cfg, flip_cache, 'train')
     items = [dataset[SeededIndex(i, 0, 0)] for i in range(3)]
     build_model(cfg).extract_feat(  # the model that built it: accepted
@@ -272,19 +274,18 @@ def _load_tool(name):
 def demo_options(world, cache_root=None):
     """configs/demo/dualcoop_p10[_cached].py on the tiny world, tiny CLIP, no flip (one
     view is then exactly the image), 2 epochs of 3 steps."""
-    inner = '.dataset' if cache_root else ''
-    opts = ['model.backbone.model_name=mlr-tiny-rn', f'model.backbone.pretrained={tiny_weights()}',
-            f'model.backbone.image_size={SIZE}', f'train_dataloader.dataset{inner}.pipeline.1.prob=0.0',
-            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
-            'default_hooks.logger.interval=1']
+    opts = ['model.backbone.model_name=mlr-tiny-rn',
+            f'model.backbone.pretrained={tiny_weights()}', f'model.backbone.image_size={SIZE}',
+            'train_dataloader.dataset.pipeline.1.prob=0.0', 'train_cfg.max_epochs=2',
+            'train_cfg.val_interval=2', 'default_hooks.logger.interval=1']
     for split in ('train', 'val', 'test'):
         loader = f'{split}_dataloader'
-        opts += [f'{loader}.dataset{inner}.data_root={world}', f'{loader}.num_workers=0',
+        opts += [f'{loader}.dataset.data_root={world}', f'{loader}.num_workers=0',
                  f'{loader}.persistent_workers=False', f'{loader}.batch_size=4']
         if cache_root:
-            opts.append(f'{loader}.dataset.root={cache_root}')
+            opts.append(f'{loader}.dataset.feature_cache.root={cache_root}')
     if cache_root:
-        opts.append('train_dataloader.dataset.num_views=1')
+        opts.append('train_dataloader.dataset.feature_cache.num_views=1')
     return opts
 
 

@@ -35,7 +35,9 @@ def cache_settings(cfg, split: str) -> Tuple[dict, Optional[str], Optional[int]]
         raise KeyError(f'the config has no {split}_dataloader.dataset to cache')
     dataset = to_plain(loader['dataset'])
     if dataset.get('type') == 'CachedFeatureDataset':
-        return dataset['dataset'], dataset.get('root'), dataset.get('num_views')
+        cache = dataset.pop('feature_cache')
+        dataset['type'] = dataset.pop('image_dataset')
+        return dataset, cache.get('root'), cache.get('num_views')
     return dataset, None, None
 
 
