@@ -262,6 +262,26 @@ def test_stale_cache_is_refused_naming_what_changed(world, flip_cache):
         FeatureCacheReader(str(flip_cache), 'extra')
 
 
+def test_what_cannot_be_cached_or_rebuilt_is_refused(world, flip_cache):
+    with pytest.raises(ValueError, match='trainable_vision_blocks=1.*cannot be cached'):
+        backbone_fingerprint(OpenCLIPBackbone('mlr-tiny-vit', trainable_vision_blocks=1))
+    mixup = FeatureCachePreprocessor(batch_augments=dict(augments=dict(type='Mixup',
+                                                                       alpha=0.8)))
+    cfg = demo_cfg(world)
+    batch = pseudo_collate([cached_dataset(cfg, flip_cache, 'test')[i] for i in range(2)])
+    with pytest.raises(ValueError, match='batch_augments .* cannot apply to cached features'):
+        mixup(batch, training=True)
+    # another number of views for an existing cache: refused, nothing is touched
+    before = _files(flip_cache)
+    with pytest.raises(ValueError, match=r'\(train\) was built with other settings '
+                       r'\(num_views 3 -> 2\): pass --overwrite'):
+        build_feature_cache(cfg, out=str(flip_cache), num_views=2, shard_size=4)
+    assert _files(flip_cache) == before
+    with pytest.raises(ValueError, match='not a CachedFeatureDataset: give the cache folder '
+                       'with --out'):
+        _load_tool('cache_features').main([str(REPO / 'configs/demo/dualcoop_p10.py')])
+
+
 # ------------------------------------------------------------------ training
 def _load_tool(name):
     import importlib.util
