@@ -23,7 +23,7 @@ from mlr_plugin.datasets.demo_world import generate_demo_world
 from mlr_plugin.datasets.feature_cache import (FeatureCacheReader, read_manifest,
                                                view_seed)
 from mlr_plugin.datasets.seeding import SeededIndex, sample_seed, seeded_rng
-from mlr_plugin.engine.feature_cache import build_feature_cache
+from mlr_plugin.engine.feature_cache import build_feature_cache, distinct_views
 from mlr_plugin.models.clip import OpenCLIPBackbone
 from mlr_plugin.models.feature_cache import FeatureCachePreprocessor, backbone_fingerprint
 
@@ -166,9 +166,11 @@ def test_round_trip_and_views(world, flip_cache, capsys):
             assert cached[key].dtype == np.float16 and cached[key].shape == shape
             np.testing.assert_allclose(cached[key].astype(np.float32), ref[key],
                                        rtol=2 ** -10, atol=1e-6)
-    # the views are augmented: some image has a view unlike its view 0 (a flip)
-    assert any(not np.array_equal(reader.read(i, v)['dense'], reader.read(i, 0)['dense'])
-               for i in range(10) for v in (1, 2))
+    # the views are augmented: some image has a view unlike its view 0 (a flip); views
+    # with the same flip are computed once, so they hold the same bytes
+    differs = [not np.array_equal(reader.read(i, v)['dense'], reader.read(i, 0)['dense'])
+               for i in range(10) for v in (1, 2)]
+    assert 0 < sum(differs) < len(differs)
     test = FeatureCacheReader(str(flip_cache), 'test').read(4, 0)
     np.testing.assert_allclose(test['global_feat'].astype(np.float32),
                                reference_features(model, images['test'], 4, 0)['global_feat'],
@@ -189,6 +191,14 @@ def test_round_trip_and_views(world, flip_cache, capsys):
         dataset[0]
     with pytest.raises(ValueError, match='num_views=4 but feature cache .* holds 3 views'):
         cached_dataset(cfg, flip_cache, 'train', num_views=4)
+
+
+def test_identical_views_go_through_the_tower_once():
+    a, b, c = (torch.full((3, 2, 2), v, dtype=torch.uint8) for v in (1, 2, 3))
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    unique, where = distinct_views([a, b, a, a, c], pairs)
+    # image 0: views 0 and 2 are the same; image 1's copy of `a` is its own view
+    assert unique == [0, 1, 3, 4] and where.tolist() == [0, 1, 0, 2, 3]
 
 
 def _files(root):
@@ -223,6 +233,8 @@ def test_resume_after_kill_gives_the_same_bytes(world, flip_cache, tmp_path, mon
     build_feature_cache(cfg, out=str(root), num_views=3, shard_size=4, batch_size=5)
     out = capsys.readouterr().out
     assert 'train (12/30 cached before): 18/18 views' in out and 'KiB in fp16' in out
+    computed = int(out.split('train: 18 views (')[1].split(' distinct')[0])
+    assert computed < 18  # 3 random flips of an image: at most 2 distinct views
     assert not list(root.rglob('*.partial'))
     assert _files(root) == _files(flip_cache)
 
