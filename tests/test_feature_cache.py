@@ -321,6 +321,13 @@ def demo_options(world, cache_root=None):
     return opts
 
 
+def test_the_plugin_registers_the_cached_dataset():
+    """Configs name it by string: importing mlr_plugin must register it (it did not
+    when only this test file imported the module)."""
+    import mlr_plugin.datasets
+    assert DATASETS.get('CachedFeatureDataset') is mlr_plugin.datasets.CachedFeatureDataset
+
+
 def test_training_from_the_cache_equals_training_from_images(world, tmp_path, capsys):
     """tools/cache_features.py + tools/train.py on the cached demo config give the losses
     and test predictions of tools/train.py on the image config, within fp16 rounding."""

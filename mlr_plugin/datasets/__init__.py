@@ -2,6 +2,7 @@
 from . import transforms  # noqa: F401  (registers LoadImageCV2)
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
 from .coco import CocoMultiLabel
+from .feature_cache import CachedFeatureDataset
 from .generic import GenericMultiLabel
 from .label_simulation import (LABEL_SIMULATIONS, HideClasses, PartialLabels,
                                SinglePositiveLabel, build_label_simulations)
@@ -13,6 +14,7 @@ from .voc import VOCMultiLabel
 
 __all__ = [
     'MultiLabelCLIPDataset', 'ParsedAnnotations', 'CocoMultiLabel', 'VOCMultiLabel',
+    'CachedFeatureDataset',
     'NUSWIDE', 'VisualGenome200', 'GenericMultiLabel', 'LABEL_SIMULATIONS',
     'PartialLabels', 'SinglePositiveLabel', 'HideClasses', 'build_label_simulations',
     'COCO_CLASSES', 'COCO_SEEN_48', 'COCO_UNSEEN_17', 'COCO_ZSL_65', 'VOC_CLASSES',
