@@ -6,6 +6,8 @@ from .generic import GenericMultiLabel
 from .label_simulation import (LABEL_SIMULATIONS, HideClasses, PartialLabels,
                                SinglePositiveLabel, build_label_simulations)
 from .nus_wide import NUSWIDE
+from .open_images import OpenImagesMultiLabel
+from .sparse_labels import SparseLabels
 from .splits import (COCO_CLASSES, COCO_SEEN_48, COCO_UNSEEN_17, COCO_ZSL_65,
                      VOC_CLASSES, get_class_split)
 from .visual_genome import VisualGenome200
@@ -16,5 +18,5 @@ __all__ = [
     'NUSWIDE', 'VisualGenome200', 'GenericMultiLabel', 'LABEL_SIMULATIONS',
     'PartialLabels', 'SinglePositiveLabel', 'HideClasses', 'build_label_simulations',
     'COCO_CLASSES', 'COCO_SEEN_48', 'COCO_UNSEEN_17', 'COCO_ZSL_65', 'VOC_CLASSES',
-    'get_class_split'
+    'get_class_split', 'OpenImagesMultiLabel', 'SparseLabels'
 ]
