@@ -34,7 +34,8 @@ def _dataset(tmp_path, rows, header=True, desc_header=False, split=True, **kwarg
                      unseen_classes_file=_write(tmp_path / 'unseen.txt', '/m/c\n/m/d\n'))
     ann = _write(tmp_path / 'labels.csv', (HEADER if header else '') + rows)
     kwargs.setdefault('check_images', False)
-    return OpenImagesMultiLabel(ann_file=ann, data_prefix=dict(img_path='imgs'),
+    return OpenImagesMultiLabel(data_root=str(tmp_path), ann_file=ann,
+                                data_prefix=dict(img_path='imgs'),
                                 **files, **kwargs)
 
 
@@ -62,7 +63,8 @@ def test_confidence_one_zero_and_missing_unknown(tmp_path, header):
     assert _labels(ds) == {'img1': [-1, 0, -1, 1], 'img2': [1, -1, 0, -1],
                            'img3': [-1, -1, -1, -1]}  # /m/x is outside the class set
     info = ds.get_data_info(-1)
-    assert info['img_path'] == 'imgs/img3.jpg' and info['sample_idx'] == 2
+    assert info['img_path'] == str(tmp_path / 'imgs' / 'img3.jpg')
+    assert info['sample_idx'] == 2
     assert ds.get_cat_ids(0) == [3]
     np.testing.assert_array_equal(ds.get_label_matrix(), np.array(list(_labels(ds).values())))
 
@@ -112,6 +114,12 @@ def test_seen_unseen_subsets_and_filters(tmp_path):
     known = _dataset(tmp_path, ROWS, class_subset='seen', drop_empty=True)
     assert list(_labels(known)) == ['img1', 'img2']
     assert len(_dataset(tmp_path, ROWS, indices=[2, 0])) == 2
+    (tmp_path / 'imgs').mkdir()
+    cv2.imwrite(str(tmp_path / 'imgs' / 'img2.jpg'), np.zeros((8, 8, 3), np.uint8))
+    present = _dataset(tmp_path, ROWS, skip_missing_images=True, check_images='header')
+    assert list(_labels(present)) == ['img2']
+    with pytest.raises(FileNotFoundError, match='img1.jpg'):
+        _dataset(tmp_path, ROWS, check_images='exists')
     with pytest.raises(ValueError, match='needs seen_classes_file'):
         _dataset(tmp_path, ROWS, split=False, class_subset='seen')
     with pytest.raises(ValueError, match='does not support label_simulation'):

@@ -25,11 +25,12 @@ from array import array
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from mmengine import fileio
 from mmengine.dataset import force_full_init
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
-from .base import MultiLabelCLIPDataset
+from .base import MultiLabelCLIPDataset, _check_bool
 from .image_check import check_image_files
 from .sparse_labels import SparseLabels
 
@@ -186,6 +187,10 @@ def _as_bytes(ids: List[str], path: str) -> np.ndarray:
         raise ValueError(f'{path}: ImageID {bad!r} is not ASCII') from None
 
 
+def _exists(path: str) -> bool:
+    return osp.isfile(path) if '://' not in path else fileio.exists(path)
+
+
 def unique_display_names(mids: Sequence[str], vocabulary: Dict[str, str]) -> List[str]:
     """Display names of ``mids``; a name shared by several of them gets its MID
     appended (``'Bat (/m/01h44)'``) so every column has its own name."""
@@ -224,6 +229,9 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             line); both or neither.
         class_subset (str): ``'all'`` (seen + unseen), ``'seen'`` or ``'unseen'``.
         image_ext (str): file extension of the images (``'.jpg'``).
+        skip_missing_images (bool): drop the images whose file does not exist (logged
+            with their number), as LESA / BiAM keep only the images they could
+            download. Default False: ``check_images`` reports a missing file.
         drop_no_positive, drop_empty, check_images, data_root, data_prefix, pipeline,
             test_mode, lazy_init, indices: as in :class:`MultiLabelCLIPDataset`.
             ``classes`` and ``label_simulation`` need a dense matrix and are refused.
@@ -232,7 +240,7 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
     def __init__(self, data_root: str = '', ann_file: str = '', class_desc_file: str = '',
                  seen_classes_file: Optional[str] = None,
                  unseen_classes_file: Optional[str] = None, class_subset: str = 'all',
-                 image_ext: str = '.jpg', **kwargs):
+                 image_ext: str = '.jpg', skip_missing_images: bool = False, **kwargs):
         if not class_desc_file:
             raise ValueError('OpenImagesMultiLabel needs class_desc_file')
         if class_subset not in CLASS_SUBSETS:
@@ -253,6 +261,7 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         self.unseen_classes_file = unseen_classes_file
         self.split_subset = class_subset
         self.image_ext = image_ext
+        self.skip_missing_images = _check_bool(skip_missing_images, 'skip_missing_images')
         self._image_ids = np.zeros(0, dtype='S1')
         self._labels: Optional[SparseLabels] = None
         super().__init__(data_root=data_root, ann_file=ann_file, **kwargs)
@@ -299,6 +308,15 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             if not image_ids.size:
                 raise ValueError(f'{type(self).__name__}: {self.ann_file} has no image with '
                                  'a known label (drop_empty=True); the dataset is empty')
+        missing = 0
+        if self.skip_missing_images:
+            keep = np.fromiter((_exists(self._image_path_of(i)) for i in image_ids),
+                               dtype=bool, count=image_ids.size)
+            missing = int((~keep).sum())
+            image_ids, labels = image_ids[keep], labels.select_rows(keep)
+            if not image_ids.size:
+                raise ValueError(f'{type(self).__name__}: no image of {self.ann_file} exists '
+                                 f'under {self.data_prefix.get("img_path", "")!r}')
         if self._indices is not None:
             rows = np.arange(image_ids.size)[np.atleast_1d(self._indices)]
             image_ids, labels = image_ids[rows], labels.select_rows(rows)
@@ -313,6 +331,8 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             seconds = check_image_files((self._path(i) for i in range(image_ids.size)),
                                         self._check_mode, self.ann_file)
             checked = f', images checked ({self._check_mode}) in {seconds:.2f} s'
+        if missing:
+            checked += f', {missing} missing images skipped'
         if stats['conflicts']:
             print_log(f'{self.ann_file}: {stats["conflicts"]} (image, class) pairs have '
                       'rows with different Confidence; the positive was kept',
@@ -329,8 +349,11 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
                                   'get_data_info(i) / get_sparse_labels()')
 
     # ----------------------------------------------------------------- access
+    def _image_path_of(self, image_id: bytes) -> str:
+        return self.image_path(image_id.decode('ascii') + self.image_ext)
+
     def _path(self, idx: int) -> str:
-        return self.image_path(self._image_ids[idx].decode('ascii') + self.image_ext)
+        return self._image_path_of(self._image_ids[idx])
 
     @force_full_init
     def __len__(self) -> int:
