@@ -113,7 +113,13 @@ def test_seen_unseen_subsets_and_filters(tmp_path):
     assert _labels(unseen) == {'img1': [-1, 1]}
     known = _dataset(tmp_path, ROWS, class_subset='seen', drop_empty=True)
     assert list(_labels(known)) == ['img1', 'img2']
-    assert len(_dataset(tmp_path, ROWS, indices=[2, 0])) == 2
+    picked = _dataset(tmp_path, ROWS, indices=[2, 0])
+    assert list(_labels(picked)) == ['img3', 'img1']
+    assert list(_labels(_dataset(tmp_path, ROWS, indices=2))) == ['img1', 'img2']
+    full = _dataset(tmp_path, ROWS)
+    assert list(_labels(full.get_subset(-1))) == ['img3'] and len(full) == 3
+    full.get_subset_([1])
+    assert _labels(full) == {'img2': [1, -1, 0, -1]}
     (tmp_path / 'imgs').mkdir()
     cv2.imwrite(str(tmp_path / 'imgs' / 'img2.jpg'), np.zeros((8, 8, 3), np.uint8))
     present = _dataset(tmp_path, ROWS, skip_missing_images=True, check_images='header')

@@ -17,12 +17,13 @@ Scale: labels are parsed in one streaming pass (csv module, no pandas) into a CS
 :class:`SparseLabels`; ImageIDs are kept once, as one fixed-width bytes array, and image
 paths are built on access. Nothing is held per image as a Python object.
 """
+import copy
 import csv
 import logging
 import os.path as osp
 import time
 from array import array
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine import fileio
@@ -317,14 +318,14 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             if not image_ids.size:
                 raise ValueError(f'{type(self).__name__}: no image of {self.ann_file} exists '
                                  f'under {self.data_prefix.get("img_path", "")!r}')
-        if self._indices is not None:
-            rows = np.arange(image_ids.size)[np.atleast_1d(self._indices)]
-            image_ids, labels = image_ids[rows], labels.select_rows(rows)
         self._image_ids, self._labels = image_ids, labels
+        if self._indices is not None:
+            self._take(self._indices)
         self._metainfo.update(classes=tuple(names), label_names=tuple(mids))
         if subsets:
             self._metainfo['class_subsets'] = subsets
         parsed = time.perf_counter() - tic
+        image_ids, labels = self._image_ids, self._labels
 
         checked = ''
         if self._check_mode is not None:
@@ -347,6 +348,32 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
     def load_data_list(self):
         raise NotImplementedError('OpenImagesMultiLabel keeps no data_list; use '
                                   'get_data_info(i) / get_sparse_labels()')
+
+    def _take(self, indices: Union[int, Sequence[int]]) -> None:
+        """Keep rows ``indices`` (mmengine's meaning: an int n keeps the first n
+        images, -n the last n; a sequence keeps those rows, in its order)."""
+        num = self._image_ids.size
+        if isinstance(indices, (int, np.integer)):
+            rows = np.arange(num)[:indices] if indices >= 0 else np.arange(num)[indices:]
+        else:
+            rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if rows.size and not (-num <= rows.min() and rows.max() < num):
+                raise IndexError(f'indices out of range for {num} images')
+            rows = rows % max(num, 1)
+        self._image_ids, self._labels = self._image_ids[rows], self._labels.select_rows(rows)
+
+    @force_full_init
+    def get_subset_(self, indices: Union[int, Sequence[int]]) -> None:
+        """In-place subset (see :meth:`_take`); replaces mmengine's, which needs
+        ``data_list``."""
+        self._take(indices)
+
+    @force_full_init
+    def get_subset(self, indices: Union[int, Sequence[int]]) -> 'OpenImagesMultiLabel':
+        """A subset copy sharing the metainfo and pipeline (see :meth:`_take`)."""
+        subset = copy.copy(self)
+        subset._take(indices)
+        return subset
 
     # ----------------------------------------------------------------- access
     def _image_path_of(self, image_id: bytes) -> str:
