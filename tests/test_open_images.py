@@ -1,5 +1,6 @@
 """Open Images (real CSV layout, seen/unseen split, CSR labels) and the MKT protocol base
 config (configs/_base_/datasets/openimages_mkt.py) with P/R/F1@10,20."""
+import os
 from pathlib import Path
 
 import cv2
@@ -103,6 +104,31 @@ def test_bad_rows_one_line_error_with_file_and_line(tmp_path, bad_row, message):
     with pytest.raises(ValueError, match=message) as err:
         _dataset(tmp_path, ROWS + bad_row + '\n')
     assert '\n' not in str(err.value)
+
+
+def test_label_cache_is_reused_and_rebuilt_when_stale(tmp_path):
+    first = _dataset(tmp_path, ROWS, label_cache='cache/labels.npz')
+    cache = tmp_path / 'cache' / 'labels.npz'
+    assert cache.is_file()
+    # a reused cache: the CSV is not read again (a broken CSV with the old size and
+    # mtime still loads from the cache)
+    stat = (tmp_path / 'labels.csv').stat()
+    text = (tmp_path / 'labels.csv').read_text()
+    (tmp_path / 'labels.csv').write_text(text.replace('/m/a,1', '/m/?,1'))
+    os.utime(tmp_path / 'labels.csv', ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    again = OpenImagesMultiLabel(data_root=str(tmp_path), ann_file='labels.csv',
+                                 class_desc_file='desc.csv', seen_classes_file='seen.txt',
+                                 unseen_classes_file='unseen.txt', check_images=False,
+                                 label_cache='cache/labels.npz')
+    assert _labels(again) == _labels(first)
+    # another class list or a changed CSV: parsed again, cache rewritten
+    seen = _dataset(tmp_path, ROWS, class_subset='seen', label_cache='cache/labels.npz')
+    assert _labels(seen)['img2'] == [1, -1]
+    changed = _dataset(tmp_path, ROWS + 'img4,verification,/m/a,1\n',
+                       label_cache='cache/labels.npz')
+    assert _labels(changed)['img4'] == [1, -1, -1, -1]
+    cache.write_bytes(b'not a zip')
+    assert _labels(_dataset(tmp_path, ROWS, label_cache='cache/labels.npz')) == _labels(first)
 
 
 def test_seen_unseen_subsets_and_filters(tmp_path):

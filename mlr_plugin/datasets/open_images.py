@@ -19,7 +19,10 @@ paths are built on access. Nothing is held per image as a Python object.
 """
 import copy
 import csv
+import hashlib
+import json
 import logging
+import os
 import os.path as osp
 import time
 from array import array
@@ -31,6 +34,7 @@ from mmengine.dataset import force_full_init
 from mmengine.logging import print_log
 from mmpretrain.registry import DATASETS
 
+from ..fileio import atomic_open
 from .base import MultiLabelCLIPDataset, _check_bool
 from .image_check import check_image_files
 from .sparse_labels import SparseLabels
@@ -188,6 +192,51 @@ def _as_bytes(ids: List[str], path: str) -> np.ndarray:
         raise ValueError(f'{path}: ImageID {bad!r} is not ASCII') from None
 
 
+CACHE_FORMAT = 'mlr_plugin.open_images.v1'
+
+
+def _cache_signature(ann_file: str, desc_file: str, mids: Sequence[str]) -> str:
+    """What a parse depends on: both files (path, size, mtime) and the class list."""
+    files = []
+    for path in (ann_file, desc_file):
+        st = os.stat(path)
+        files.append([osp.abspath(path), st.st_size, st.st_mtime_ns])
+    classes = hashlib.sha1('\n'.join(mids).encode()).hexdigest()
+    return json.dumps(dict(format=CACHE_FORMAT, files=files, classes=classes))
+
+
+def save_label_cache(path: str, signature: str, image_ids: np.ndarray,
+                     labels: SparseLabels, stats: dict) -> None:
+    """Write a parse result as one .npz (plain arrays, no pickle), atomically."""
+    with atomic_open(path, 'wb') as f:
+        np.savez(f, signature=np.array(signature), image_ids=image_ids,
+                 indptr=labels.indptr, indices=labels.indices, values=labels.values,
+                 num_classes=np.int64(labels.num_classes),
+                 stats=np.array([stats['rows'], stats['skipped'], stats['conflicts']]))
+
+
+def load_label_cache(path: str, signature: str):
+    """The cached parse result, or None when the cache is absent, unreadable or made
+    from other files / classes (then it is rebuilt)."""
+    if not osp.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data['signature']) != signature:
+                print_log(f'{path}: label cache made from other files or classes; '
+                          'parsing again', logger='current')
+                return None
+            labels = SparseLabels(data['indptr'], data['indices'], data['values'],
+                                  int(data['num_classes']))
+            rows, skipped, conflicts = data['stats'].tolist()
+            return data['image_ids'], labels, dict(rows=rows, skipped=skipped,
+                                                   conflicts=conflicts)
+    except (OSError, ValueError, KeyError) as err:
+        print_log(f'{path}: unreadable label cache ({err}); parsing again',
+                  logger='current', level=logging.WARNING)
+        return None
+
+
 def _exists(path: str) -> bool:
     return osp.isfile(path) if '://' not in path else fileio.exists(path)
 
@@ -233,6 +282,11 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         skip_missing_images (bool): drop the images whose file does not exist (logged
             with their number), as LESA / BiAM keep only the images they could
             download. Default False: ``check_images`` reports a missing file.
+        label_cache (str | None): an ``.npz`` file (joined with ``data_root``) that
+            keeps the parsed labels (before the filters) for the next runs; rebuilt
+            when the CSV, the class descriptions or the class list changed (size,
+            mtime, MIDs). Loading it takes ~the store's size in memory instead of the
+            parse's peak (docs/protocols.md). Default None: parse every time.
         drop_no_positive, drop_empty, check_images, data_root, data_prefix, pipeline,
             test_mode, lazy_init, indices: as in :class:`MultiLabelCLIPDataset`.
             ``classes`` and ``label_simulation`` need a dense matrix and are refused.
@@ -241,7 +295,8 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
     def __init__(self, data_root: str = '', ann_file: str = '', class_desc_file: str = '',
                  seen_classes_file: Optional[str] = None,
                  unseen_classes_file: Optional[str] = None, class_subset: str = 'all',
-                 image_ext: str = '.jpg', skip_missing_images: bool = False, **kwargs):
+                 image_ext: str = '.jpg', skip_missing_images: bool = False,
+                 label_cache: Optional[str] = None, **kwargs):
         if not class_desc_file:
             raise ValueError('OpenImagesMultiLabel needs class_desc_file')
         if class_subset not in CLASS_SUBSETS:
@@ -263,6 +318,7 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         self.split_subset = class_subset
         self.image_ext = image_ext
         self.skip_missing_images = _check_bool(skip_missing_images, 'skip_missing_images')
+        self.label_cache = label_cache
         self._image_ids = np.zeros(0, dtype='S1')
         self._labels: Optional[SparseLabels] = None
         super().__init__(data_root=data_root, ann_file=ann_file, **kwargs)
@@ -294,8 +350,7 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             return
         tic = time.perf_counter()
         mids, names, vocabulary, subsets = self._class_set()
-        image_ids, labels, stats = read_image_labels(
-            self.ann_file, {m: j for j, m in enumerate(mids)}, vocabulary)
+        image_ids, labels, stats = self._parse(mids, vocabulary)
 
         if self.drop_no_positive:
             keep = labels.has_positive()
@@ -344,6 +399,21 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
                   f'{stats["rows"]} rows outside the class set, parsed in {parsed:.1f} s'
                   f'{checked} ({self.ann_file})', logger='current')
         self._fully_initialized = True
+
+    def _parse(self, mids: List[str], vocabulary: Dict[str, str]):
+        """Parse ``ann_file`` for the columns ``mids`` (through ``label_cache``)."""
+        cache, signature = self.resolve_path(self.label_cache), None
+        if cache is not None:
+            signature = _cache_signature(self.ann_file,
+                                         self.resolve_path(self.class_desc_file), mids)
+            cached = load_label_cache(cache, signature)
+            if cached is not None:
+                return cached
+        parsed = read_image_labels(self.ann_file, {m: j for j, m in enumerate(mids)},
+                                   vocabulary)
+        if cache is not None:
+            save_label_cache(cache, signature, *parsed)
+        return parsed
 
     def load_data_list(self):
         raise NotImplementedError('OpenImagesMultiLabel keeps no data_list; use '
