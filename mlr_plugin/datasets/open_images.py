@@ -396,7 +396,7 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         print_log(f'{type(self).__name__}: {image_ids.size} images, {len(mids)} classes '
                   f'({self.split_subset}), {labels.nnz} known labels '
                   f'({labels.nbytes / 2**20:.1f} MiB), {stats["skipped"]} of '
-                  f'{stats["rows"]} rows outside the class set, parsed in {parsed:.1f} s'
+                  f'{stats["rows"]} rows outside the class set, loaded in {parsed:.1f} s'
                   f'{checked} ({self.ann_file})', logger='current')
         self._fully_initialized = True
 

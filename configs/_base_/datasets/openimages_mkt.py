@@ -43,6 +43,8 @@ val_dataloader = dict(
         **class_files,
         class_subset='all',
         data_prefix=dict(img_path='test'),
+        # the GZSL rule up front (the ZSL images are a subset): saves metric memory
+        drop_no_positive=True,
         check_images='exists',
         test_mode=True,
         pipeline=test_pipeline),
