@@ -74,7 +74,9 @@ def test_class_descriptions_header_optional(tmp_path):
     plain = read_class_descriptions(_write(tmp_path / 'a.csv', '/m/a,Apple\n/m/c,"C, d"\n'))
     headed = read_class_descriptions(
         _write(tmp_path / 'b.csv', 'LabelName,DisplayName\n/m/a,Apple\n/m/c,"C, d"\n'))
-    assert plain == headed == {'/m/a': 'Apple', '/m/c': 'C, d'}
+    bom = read_class_descriptions(
+        _write(tmp_path / 'c.csv', '\ufeffLabelName,DisplayName\r\n/m/a,Apple\r\n/m/c,"C, d"\r\n'))
+    assert plain == headed == bom == {'/m/a': 'Apple', '/m/c': 'C, d'}
     assert _labels(_dataset(tmp_path, ROWS, desc_header=True)) == _labels(_dataset(tmp_path, ROWS))
 
 

@@ -47,7 +47,7 @@ _RUN_CHUNK = 1 << 20  # image-id runs turned into one numpy bytes array at a tim
 def _open_csv(path: str, what: str):
     if not osp.isfile(path):
         raise FileNotFoundError(f'Open Images {what} file not found: {path}')
-    return open(path, newline='', encoding='utf-8')
+    return open(path, newline='', encoding='utf-8-sig')  # a BOM is not data
 
 
 def read_class_descriptions(path: str) -> Dict[str, str]:
