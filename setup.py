@@ -43,6 +43,12 @@ setup(
     },
     include_package_data=True,
     install_requires=read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'demo': read_requirements('demo.txt'),
+        'tensorboard': read_requirements('tensorboard.txt'),
+        # the tests cover the web demo and the TensorBoard option too
+        'tests': (read_requirements('tests.txt') + read_requirements('demo.txt')
+                  + read_requirements('tensorboard.txt')),
+    },
     license='Apache-2.0',
 )

@@ -8,6 +8,6 @@ from .version import __version__
 
 compat.apply()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401  (registers)
+from . import datasets, engine, evaluation, models, visualization  # noqa: E402,F401
 
 __all__ = ['__version__']

@@ -16,6 +16,8 @@ import pytest  # noqa: E402
 @pytest.fixture(scope='session')
 def demo_features(tmp_path_factory):
     """Frozen tiny-CLIP features + labels of a freshly generated demo world (train 8000,
-    test 500; tests/demo_helpers.py), computed once per session for every learning test."""
+    test 500; tests/demo_helpers.py), computed once per session for every learning test;
+    ``root``: the world's folder (images, COCO annotations with boxes)."""
     from demo_helpers import demo_features as compute
-    return compute(tmp_path_factory.mktemp('demo') / 'world')
+    root = tmp_path_factory.mktemp('demo') / 'world'
+    return dict(compute(root), root=str(root))

@@ -49,7 +49,7 @@ def test_entries_are_openmmlab_style():
             assert coll['Paper']['URL'].startswith('https://arxiv.org/abs/')
             assert (REPO / coll['README']).is_file()
             collections[coll['Name']] = coll
-    assert set(collections) == {'DualCoOp', 'DualCoOp++'}
+    assert set(collections) == {'DualCoOp', 'DualCoOp++', 'TRM-ML', 'SD-CSP', 'MKT'}
     for mf in METAFILES:
         for model in load_metafile(str(mf))['Models']:
             assert model['In Collection'] in collections, model['Name']

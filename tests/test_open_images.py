@@ -141,6 +141,10 @@ def test_seen_unseen_subsets_and_filters(tmp_path):
     assert _labels(unseen) == {'img1': [-1, 1]}
     known = _dataset(tmp_path, ROWS, class_subset='seen', drop_empty=True)
     assert list(_labels(known)) == ['img1', 'img2']
+    parts = [_dataset(tmp_path, ROWS, holdout=dict(part=part, fraction=0.34, seed=3))
+             for part in ('train', 'val')]
+    assert sorted([*_labels(parts[0]), *_labels(parts[1])]) == ['img1', 'img2', 'img3']
+    assert len(parts[1]) == 1
     picked = _dataset(tmp_path, ROWS, indices=[2, 0])
     assert list(_labels(picked)) == ['img3', 'img1']
     assert list(_labels(_dataset(tmp_path, ROWS, indices=2))) == ['img1', 'img2']

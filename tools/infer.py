@@ -3,6 +3,9 @@
     python tools/infer.py work_dirs/coco_p30/epoch_50.pth img1.jpg img2.jpg
     python tools/infer.py configs/demo/zeroshot_handcrafted.py img.jpg \
         --classes "red circle" "blue square" --out preds.json
+    # open vocabulary: an MKT checkpoint scores any names
+    python tools/infer.py work_dirs/mkt_vit-b16_nuswide-zsl-stage2/epoch_4.pth img.jpg \
+        --classes "lighthouse" "harbor" "sunset" "bicycle"
 """
 import argparse
 import os.path as osp
@@ -20,8 +23,10 @@ def parse_args(argv=None):
     parser.add_argument('--classes', nargs='+', help='class names to score (default: the '
                         "checkpoint's training classes)")
     parser.add_argument('--classes-file', help='a text file with one class name per line')
-    parser.add_argument('--threshold', type=cli.probability, default=0.5,
-                        help='a class is a label when its score is above this (0..1)')
+    parser.add_argument('--threshold', type=cli.probability, default=None,
+                        help='a class is a label when its score is above this (0..1); '
+                        "default: the model head's rule (0.5, or the top 3 for MKT's "
+                        'rank-only scores)')
     parser.add_argument('--topk', type=cli.positive_int, default=5)
     parser.add_argument('--device', default=None)
     parser.add_argument('--out', help='write the results to this JSON file')

@@ -5,6 +5,7 @@
     python tools/test.py CONFIG CHECKPOINT --out work_dirs/scores.pkl    # the same, pickled
     python tools/test.py CONFIG --untrained       # an untrained model, on purpose
     python tools/test.py configs/dualcoop/coco_zsl_handcrafted.py       # nothing to load
+    python tools/test.py CONFIG CHECKPOINT --show-dir work_dirs/vis  # attention maps
 """
 import argparse
 import os
@@ -27,6 +28,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='where the test log goes')
     parser.add_argument('--out', help='write per-image scores, labels and class names '
                         'to this .json (or .pkl) file')
+    parser.add_argument('--show-dir', help="write each test image's top classes' "
+                        'attention maps as <image name>.png into this folder')
     parser.add_argument('--amp', choices=['auto', 'on', 'off'], default='auto',
                         help='bf16 autocast at test time (auto = on with CUDA)')
     cli.add_runner_args(parser)
@@ -64,8 +67,15 @@ def main(argv=None):
         evaluators = cfg.test_evaluator
         if not isinstance(evaluators, (list, tuple)):
             evaluators = [evaluators]
+        # the metric's class subsets (zero-shot: the unseen classes) travel along
+        protocol = next((dict(class_subsets=e.get('class_subsets'),
+                              drop_empty_rows=e.get('drop_empty_rows', False))
+                         for e in evaluators if e.get('class_subsets')), {})
         cfg.test_evaluator = list(evaluators) + [
-            dict(type='DumpMultiLabelPredictions', out_file=dump_file)]
+            dict(type='DumpMultiLabelPredictions', out_file=dump_file, **protocol)]
+    if args.show_dir is not None:
+        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
+            dict(type='AttentionVisHook', out_dir=args.show_dir)]
     runner = Runner.from_cfg(cfg)
     model = runner.model.module if hasattr(runner.model, 'module') else runner.model
     if args.checkpoint is not None:

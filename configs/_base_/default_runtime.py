@@ -1,4 +1,6 @@
 # Runtime shared by every mlr_plugin config (mmengine Runner, mmpretrain scope).
+from mlr_plugin.engine.visualizer import MLRVisualizer
+
 default_scope = 'mmpretrain'
 
 # The plugin to import before anything is built. mmengine's Config.fromfile honours
@@ -32,8 +34,13 @@ env_cfg = dict(
 )
 
 # Text log + JSON scalars (vis_data/scalars.json) for every metric, per-class AP included.
+# TensorBoard too (event files in vis_data/; needs `pip install tensorboard`):
+#   python tools/train.py CONFIG --cfg-options visualizer.tensorboard=True
+#   tensorboard --logdir work_dirs
+# (The class is imported, not named: the Runner builds the visualizer before the model,
+# so under mmengine's own tools the plugin is not registered yet at that point.)
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
+visualizer = dict(type=MLRVisualizer, vis_backends=vis_backends, tensorboard=False)
 log_processor = dict(window_size=20)
 
 log_level = 'INFO'

@@ -2,9 +2,12 @@
 from . import transforms  # noqa: F401  (registers LoadImageCV2)
 from .base import MultiLabelCLIPDataset, ParsedAnnotations
 from .coco import CocoMultiLabel
+from .cub import CUB200Attributes
 from .generic import GenericMultiLabel
-from .label_simulation import (LABEL_SIMULATIONS, HideClasses, PartialLabels,
-                               SinglePositiveLabel, build_label_simulations)
+from .holdout import HoldOut
+from .label_simulation import (LABEL_SIMULATIONS, AssumeNegative, HideClasses,
+                               PartialLabels, SinglePositiveLabel,
+                               build_label_simulations)
 from .nus_wide import NUSWIDE
 from .open_images import OpenImagesMultiLabel
 from .sparse_labels import SparseLabels
@@ -18,5 +21,6 @@ __all__ = [
     'NUSWIDE', 'VisualGenome200', 'GenericMultiLabel', 'LABEL_SIMULATIONS',
     'PartialLabels', 'SinglePositiveLabel', 'HideClasses', 'build_label_simulations',
     'COCO_CLASSES', 'COCO_SEEN_48', 'COCO_UNSEEN_17', 'COCO_ZSL_65', 'VOC_CLASSES',
-    'get_class_split', 'OpenImagesMultiLabel', 'SparseLabels'
+    'get_class_split', 'CUB200Attributes', 'AssumeNegative', 'HoldOut',
+    'OpenImagesMultiLabel', 'SparseLabels'
 ]

@@ -15,6 +15,7 @@ from mmengine.fileio import join_path
 from mmengine.logging import print_log
 from mmpretrain.datasets import BaseDataset
 
+from .holdout import build_holdout
 from .image_check import check_image_files, resolve_check_mode
 from .label_simulation import apply_label_simulations, build_label_simulations
 from .list_format import check_label_values
@@ -64,7 +65,7 @@ class MultiLabelCLIPDataset(BaseDataset):
     happen inside it), and implement :meth:`load_annotations`.
 
     Loading order: parse -> keep ``classes`` columns -> ``drop_no_positive`` ->
-    ``label_simulation`` (in order) -> ``drop_empty`` -> ``check_images``.
+    ``label_simulation`` (in order) -> ``holdout`` -> ``drop_empty`` -> ``check_images``.
 
     Args:
         ann_file (str): the annotation file (joined with ``data_root`` if relative).
@@ -72,12 +73,17 @@ class MultiLabelCLIPDataset(BaseDataset):
             those columns in the given order; a string names a built-in split
             (``'coco_seen48'``, ``'coco_unseen17'``, ``'coco_zsl65'``).
         label_simulation (None | dict | list[dict]): configs of ``LABEL_SIMULATIONS``
-            (``PartialLabels``, ``SinglePositiveLabel``, ``HideClasses``) applied in order
+            (``PartialLabels``, ``SinglePositiveLabel``, ``AssumeNegative``,
+            ``HideClasses``) applied in order
             to the whole (N, C) label matrix after loading.
         drop_empty (bool): drop images left with no known label (all -1) after the
             simulations. Default False: they stay (they add nothing to the loss).
         drop_no_positive (bool): drop images without any positive among the kept
             classes *before* the simulations (e.g. the NUS-WIDE protocol).
+        holdout (None | dict): keep only one part of a seeded train/val division of
+            the rows, e.g. ``dict(part='val', fraction=0.2, seed=1200)`` (the
+            LargeLoss validation set; see ``holdout.HoldOut``). Applied after the
+            simulations, which see the whole split.
         check_images (bool | str): check every image at load time, so a missing or
             corrupt file fails now (naming it and the annotation file) rather than
             when first sampled. ``True`` / ``'header'`` (default): the file exists and
@@ -96,6 +102,7 @@ class MultiLabelCLIPDataset(BaseDataset):
                  label_simulation: Union[None, dict, Sequence[dict]] = None,
                  drop_empty: bool = False,
                  drop_no_positive: bool = False,
+                 holdout: Optional[dict] = None,
                  check_images: Union[bool, str] = True,
                  metainfo: Optional[dict] = None,
                  **kwargs):
@@ -103,6 +110,7 @@ class MultiLabelCLIPDataset(BaseDataset):
         self.label_simulations: List[Callable] = build_label_simulations(label_simulation)
         self.drop_empty = _check_bool(drop_empty, 'drop_empty')
         self.drop_no_positive = _check_bool(drop_no_positive, 'drop_no_positive')
+        self.holdout = build_holdout(holdout)
         self.check_images = check_images
         self._check_mode = resolve_check_mode(check_images)
         metainfo = dict(metainfo or {})
@@ -150,6 +158,11 @@ class MultiLabelCLIPDataset(BaseDataset):
 
         labels = apply_label_simulations(labels, classes, self.label_simulations)
         check_label_values(labels, f'{self.ann_file} after label_simulation')
+
+        if self.holdout is not None:
+            samples, labels = self._keep_rows(samples, labels,
+                                              self.holdout.keep_mask(len(samples)))
+            self._check_not_empty(samples, f'keeps no image in {self.holdout!r}')
 
         if self.drop_empty:
             samples, labels = self._keep_rows(samples, labels, (labels != -1).any(axis=1))
@@ -208,4 +221,6 @@ class MultiLabelCLIPDataset(BaseDataset):
         body = super().extra_repr()
         if self.label_simulations:
             body.append(f'Label simulation: \t{self.label_simulations}')
+        if self.holdout is not None:
+            body.append(f'Rows kept: \t{self.holdout}')
         return body

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -277,8 +278,36 @@ def _coco_annotation(obj: dict, ann_id: int, image_id: int) -> dict:
 
 
 # --------------------------------------------------------------------------- generation
+class GenerationProgress:
+    """Prints ``done/total images, img/s, ETA`` to ``stream`` at most every ``every``
+    seconds (and once at the end), so a long generation shows it is moving."""
+
+    def __init__(self, total: int, every: float = 3.0, stream=None,
+                 clock=time.monotonic):
+        self.total, self.every, self.clock = total, every, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.done = 0
+        self.start = self.last = clock()
+
+    def line(self) -> str:
+        elapsed = max(self.clock() - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else float('inf')
+        eta = f'{left:.0f} s' if left != float('inf') else '?'
+        return (f'demo world: {self.done}/{self.total} images, {rate:.0f} img/s, '
+                f'ETA {eta}')
+
+    def step(self, count: int = 1) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            print(self.line(), file=self.stream, flush=True)
+
+
 def _write_split(root: Path, split: str, split_index: int, num_images: int, seed: int,
-                 image_size: int, style: WorldStyle) -> None:
+                 image_size: int, style: WorldStyle,
+                 progress: Optional[GenerationProgress] = None) -> None:
     (root / split).mkdir(parents=True)
     images, instances, captions = [], [], []
     for index in range(num_images):
@@ -300,6 +329,8 @@ def _write_split(root: Path, split: str, split_index: int, num_images: int, seed
         names = [DEMO_CLASSES[obj['category']] for obj in objects]
         for k, caption in enumerate(make_captions(names, rng)):
             captions.append(dict(id=image_id * 10 + k, image_id=image_id, caption=caption))
+        if progress is not None:
+            progress.step()
     info = dict(description=f'mlr_plugin demo world, split {split}, seed {seed}',
                 version='1.0', year=2024, contributor='mlr_plugin',
                 url='', date_created='')
@@ -361,7 +392,8 @@ def world_status(out_dir, manifest: dict) -> str:
 def generate_demo_world(out_dir, seed: int = 0, num_train: int = 8000, num_val: int = 300,
                         num_test: int = 500, image_size: int = 128,
                         overwrite: bool = False,
-                        style: Optional[WorldStyle] = None) -> Path:
+                        style: Optional[WorldStyle] = None,
+                        progress: bool = False) -> Path:
     """Generate the demo world into ``out_dir`` (see the module docstring for the layout).
 
     Nothing is written when ``out_dir`` already holds the complete world of these
@@ -378,6 +410,8 @@ def generate_demo_world(out_dir, seed: int = 0, num_train: int = 8000, num_val: 
         overwrite: regenerate even a complete world, and replace an ``out_dir`` that is
             not a demo world (otherwise FileExistsError).
         style: difficulty knobs (``WorldStyle``); None means ``DEFAULT_STYLE``.
+        progress: print done/total images, images per second and the ETA to stderr
+            every few seconds (the command line does; library calls stay quiet).
 
     Returns:
         ``Path(out_dir)``.
@@ -400,10 +434,11 @@ def generate_demo_world(out_dir, seed: int = 0, num_train: int = 8000, num_val: 
                               'choose another folder')
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.tmp-', dir=out_dir.parent))
+    meter = GenerationProgress(sum(sizes.values())) if progress else None
     try:
         for split_index, split in enumerate(SPLITS):
             _write_split(tmp, split, split_index, sizes[split], int(seed), int(image_size),
-                         style or DEFAULT_STYLE)
+                         style or DEFAULT_STYLE, meter)
         # last: the manifest (with the number of files besides it) marks a whole world
         write_json_atomic(dict(manifest, file_count=_count_files(tmp)), tmp / MANIFEST,
                           indent=1)
@@ -446,7 +481,8 @@ def main(argv=None):
         print(f'demo world in {args.out} is {status}: generating it again')
     out = generate_demo_world(args.out, seed=args.seed, num_train=args.num_train,
                               num_val=args.num_val, num_test=args.num_test,
-                              image_size=args.image_size, overwrite=args.overwrite)
+                              image_size=args.image_size, overwrite=args.overwrite,
+                              progress=True)
     print(f'demo world written to {out} ({sizes}, {len(DEMO_CLASSES)} classes) '
           f'in {time.time() - start:.1f}s')
     return out

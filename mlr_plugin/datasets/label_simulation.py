@@ -208,31 +208,99 @@ class PartialLabels:
         return f'PartialLabels({src})'
 
 
+SINGLE_POSITIVE_SETUPS = ('uniform', 'largeloss', 'splc')
+
+
 @LABEL_SIMULATIONS.register_module()
 class SinglePositiveLabel:
     """Keep exactly one random positive per image; every other entry -> -1.
 
-    Images without a positive become all -1. One uniform draw per image (including
-    those without positives, so the stream stays aligned), from ``RandomState(seed)``.
+    The positive is chosen once, at load time, from ``np.random.RandomState(seed)`` in
+    dataset row order, so it stays fixed for the whole training run and is the same in
+    every dataloader worker, rank and resume. Images without a positive become all -1
+    (every setup; drop them with the dataset's ``drop_no_positive=True``, as the
+    single-positive benchmarks do, or ``drop_empty=True``).
+
+    Args:
+        seed (int): RNG seed.
+        setup (str): how the positive is drawn (docs/protocols.md, single positive):
+
+            - ``'uniform'`` (default): one ``random_sample()`` per image, also for the
+              images without a positive (so the stream stays aligned); the k-th
+              positive is kept, k = floor(u * number of positives).
+            - ``'largeloss'``: the observation process of the LargeLoss setup (Kim et
+              al., CVPR 2022, on the data code of Cole et al., CVPR 2021): per image, in
+              row order, the positive column indices are shuffled, then the
+              non-positive ones (which only advances the stream), and the first
+              shuffled positive is kept. Their generator uses seed 1200; the LargeLoss
+              configs set it.
+            - ``'splc'``: the SPLC setup (Zhang et al., 2021) trains on one random
+              positive per training image, drawn once; its authors released the draw
+              as files but not the RNG, so it is drawn as ``'uniform'``. This setup
+              differs from LargeLoss in the split (no held-out validation part; see
+              the dataset configs), not in the rule.
     """
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, setup: str = 'uniform'):
         self.seed = _check_seed('SinglePositiveLabel', seed)
+        if setup not in SINGLE_POSITIVE_SETUPS:
+            raise ValueError(f'SinglePositiveLabel: setup must be one of '
+                             f'{SINGLE_POSITIVE_SETUPS}, got {setup!r}')
+        self.setup = setup
+
+    def pick_positive(self, positive: np.ndarray) -> np.ndarray:
+        """Column kept per row of the bool (N, C) ``positive``; -1 for rows without any."""
+        if self.setup == 'largeloss':
+            return self._pick_shuffled(positive)
+        num_pos = positive.sum(axis=1)                             # (N,)
+        draw = np.random.RandomState(self.seed).random_sample(len(positive))
+        # k-th positive of each row (0-based), k uniform in [0, num_pos).
+        k = np.minimum((draw * num_pos).astype(np.int64), np.maximum(num_pos - 1, 0))
+        rank = np.cumsum(positive, axis=1) - 1                     # rank among positives
+        hit = positive & (rank == k[:, None])
+        return np.where(num_pos > 0, hit.argmax(axis=1), -1)
+
+    def _pick_shuffled(self, positive: np.ndarray) -> np.ndarray:
+        # The stream depends on each row's draw order, so this is a loop over rows
+        # (~1 s for COCO's 82k rows); a shuffle consumes draws by length only.
+        rng = np.random.RandomState(self.seed)
+        num_cols = positive.shape[1]
+        pick = np.full(len(positive), -1, dtype=np.int64)
+        rows, cols = np.nonzero(positive)
+        starts = np.searchsorted(rows, np.arange(len(positive) + 1))
+        for i in range(len(positive)):
+            pos = cols[starts[i]:starts[i + 1]].copy()
+            rng.shuffle(pos)
+            rng.shuffle(np.empty(num_cols - len(pos)))  # the non-positives' shuffle
+            if len(pos):
+                pick[i] = pos[0]
+        return pick
 
     def __call__(self, labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
-        positive = labels == 1                                     # (N, C)
-        num_pos = positive.sum(axis=1)                             # (N,)
-        draw = np.random.RandomState(self.seed).random_sample(len(labels))
-        # k-th positive of each row (0-based), k uniform in [0, num_pos).
-        pick = np.minimum((draw * num_pos).astype(np.int64), np.maximum(num_pos - 1, 0))
-        rank = np.cumsum(positive, axis=1) - 1                     # rank among positives
-        keep = positive & (rank == pick[:, None])
+        pick = self.pick_positive(labels == 1)
         out = np.full_like(labels, -1)
-        out[keep] = 1
+        rows = np.flatnonzero(pick >= 0)
+        out[rows, pick[rows]] = 1
         return out
 
     def __repr__(self):
-        return f'SinglePositiveLabel(seed={self.seed})'
+        return f'SinglePositiveLabel(seed={self.seed}, setup={self.setup!r})'
+
+
+@LABEL_SIMULATIONS.register_module()
+class AssumeNegative:
+    """Turn every unknown entry (-1) into a negative (0): the "assume negative" (AN)
+    baseline of the single-positive literature (Cole et al., CVPR 2021; LargeLoss).
+
+    Put it after the simulation that made the unknowns, e.g.
+    ``[dict(type='SinglePositiveLabel'), dict(type='AssumeNegative')]``.
+    """
+
+    def __call__(self, labels: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        return np.where(labels == -1, np.float32(0), labels).astype(labels.dtype)
+
+    def __repr__(self):
+        return 'AssumeNegative()'
 
 
 @LABEL_SIMULATIONS.register_module()

@@ -287,8 +287,9 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             when the CSV, the class descriptions or the class list changed (size,
             mtime, MIDs). Loading it takes ~the store's size in memory instead of the
             parse's peak (docs/protocols.md). Default None: parse every time.
-        drop_no_positive, drop_empty, check_images, data_root, data_prefix, pipeline,
-            test_mode, lazy_init, indices: as in :class:`MultiLabelCLIPDataset`.
+        drop_no_positive, holdout, drop_empty, check_images, data_root, data_prefix,
+            pipeline, test_mode, lazy_init, indices: as in
+            :class:`MultiLabelCLIPDataset` (same order).
             ``classes`` and ``label_simulation`` need a dense matrix and are refused.
     """
 
@@ -358,6 +359,12 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             if not image_ids.size:
                 raise ValueError(f'{type(self).__name__}: {self.ann_file} has no image with '
                                  'a positive label; the dataset is empty')
+        if self.holdout is not None:
+            keep = self.holdout.keep_mask(image_ids.size)
+            image_ids, labels = image_ids[keep], labels.select_rows(keep)
+            if not image_ids.size:
+                raise ValueError(f'{type(self).__name__}: {self.ann_file} keeps no image '
+                                 f'in {self.holdout!r}; the dataset is empty')
         if self.drop_empty:
             keep = labels.has_known()
             image_ids, labels = image_ids[keep], labels.select_rows(keep)

@@ -44,6 +44,9 @@ class VOCMultiLabel(MultiLabelCLIPDataset):
 
     Args:
         ann_file (str): the split list, e.g. ``ImageSets/Main/trainval.txt``.
+        split (str | None): instead of ``ann_file``, the split name: ``'trainval'``,
+            ``'test'`` (VOC 2007), ``'train'``, ``'val'`` (VOC 2012) ... reads
+            ``ImageSets/Main/{split}.txt``.
         data_prefix (dict): ``img_path`` (default ``JPEGImages``) and ``ann_path``
             (default ``Annotations``), relative to ``data_root``.
         difficult_as (str): a class whose only instances are ``difficult``:
@@ -56,7 +59,16 @@ class VOCMultiLabel(MultiLabelCLIPDataset):
 
     def __init__(self, data_root: str = '', ann_file: str = '',
                  data_prefix: Optional[dict] = None, difficult_as: str = 'ignore',
-                 **kwargs):
+                 split: Optional[str] = None, **kwargs):
+        if split is not None:
+            if ann_file:
+                raise ValueError(f'VOCMultiLabel: give ann_file or split, not both '
+                                 f'(ann_file={ann_file!r}, split={split!r})')
+            if not isinstance(split, str) or not split or '/' in split:
+                raise ValueError(f"VOCMultiLabel: split must be a split name such as "
+                                 f"'trainval', 'train' or 'val', got {split!r}")
+            ann_file = f'ImageSets/Main/{split}.txt'
+        self.split = split
         if difficult_as not in ('ignore', 'negative'):
             raise ValueError(f"difficult_as must be 'ignore' or 'negative', "
                              f'got {difficult_as!r}')

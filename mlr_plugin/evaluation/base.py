@@ -8,13 +8,24 @@ prefixed ``<subset>/``), so one GZSL test run also reports ZSL on the unseen cla
 With ``drop_empty_rows=True`` each class set is scored only on the images holding a
 positive among *its* classes (the zero-shot reference protocol: ZSL on the val images
 with an unseen class, GZSL on those with one of the 65 classes).
+
+Memory (Open Images: 125k images x 7,586 classes, docs/scaling.md): each sample is kept
+as a numpy score vector in ``score_dtype`` plus an int8 label vector (no tensors, no
+float32 labels), which is also all that travels between processes when mmengine
+collects the results; ``compute_metrics`` copies them into one (N, C) array each,
+dropping every sample as it goes, and the metrics work in chunks.
 """
+import ctypes
+import ctypes.util
+import functools
 from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
+
+from .functional import row_chunks
 
 
 def as_k_tuple(ks: Union[None, int, Sequence[int]], name: str) -> tuple:
@@ -64,9 +75,38 @@ def _check_class_subsets(class_subsets) -> Dict[str, List[str]]:
     return checked
 
 
+SCORE_DTYPES = ('float32', 'float16')
+_TRIM_EVERY = 4096  # samples stacked between two heap releases
+
+
+def _release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc's ``malloc_trim``; a no-op
+    elsewhere). Per-sample vectors are small heap blocks: without this, the memory of
+    the samples already stacked stays resident next to the stacked arrays."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def _labels_int8(target: torch.Tensor) -> np.ndarray:
+    """(C,) labels in {1, 0, -1} as int8 (checked first: a cast must not round)."""
+    bad = (target != 1) & (target != 0) & (target != -1)
+    if bool(bad.any()):
+        raise ValueError(f'gt_score must be in {{1, 0, -1}}, found {float(target[bad][0])!r}')
+    return target.numpy().astype(np.int8)
+
+
 def _to_vector(value, key: str) -> torch.Tensor:
-    """Detached float32 CPU copy of a per-sample vector."""
-    tensor = torch.as_tensor(value).detach().to('cpu', torch.float32).clone()
+    """Detached float32 CPU view (or copy) of a per-sample vector."""
+    tensor = torch.as_tensor(value).detach().to('cpu', torch.float32)
     if tensor.dim() != 1:
         raise ValueError(f'data_sample[{key!r}] must be a (C,) vector, '
                          f'got shape {tuple(tensor.shape)}')
@@ -86,6 +126,10 @@ class MultiLabelBaseMetric(BaseMetric):
             entry of ``class_subsets``), drop the images without a positive (``1``)
             among that set's classes before computing its metrics (COCO/NUS-WIDE
             zero-shot protocol of the reference code). Default False: every image.
+        score_dtype (str): ``'float32'`` (default, exact) or ``'float16'``: how the
+            scores are kept until the end of the evaluation. float16 halves their memory
+            (Open Images: 1.9 GB instead of 3.8 GB of scores); scores that round to the
+            same float16 then tie (measured effect in docs/scaling.md).
         collect_device, prefix, collect_dir: as in :class:`mmengine.evaluator.BaseMetric`.
             Without ``prefix`` the keys are bare (``mAP``, ``CF1``, ``zsl/P@3``).
     """
@@ -95,6 +139,7 @@ class MultiLabelBaseMetric(BaseMetric):
     def __init__(self,
                  class_subsets: Optional[Dict[str, List[str]]] = None,
                  drop_empty_rows: bool = False,
+                 score_dtype: str = 'float32',
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None,
                  collect_dir: Optional[str] = None) -> None:
@@ -104,6 +149,9 @@ class MultiLabelBaseMetric(BaseMetric):
         if not isinstance(drop_empty_rows, (bool, np.bool_)):
             raise ValueError(f'drop_empty_rows must be True or False, got {drop_empty_rows!r}')
         self.drop_empty_rows = bool(drop_empty_rows)
+        if score_dtype not in SCORE_DTYPES:
+            raise ValueError(f'score_dtype must be one of {SCORE_DTYPES}, got {score_dtype!r}')
+        self.score_dtype = np.dtype(score_dtype)
 
     @BaseMetric.dataset_meta.setter
     def dataset_meta(self, dataset_meta: dict) -> None:
@@ -115,7 +163,8 @@ class MultiLabelBaseMetric(BaseMetric):
 
     # ----------------------------------------------------------------- process
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        """Keep each sample's ``pred_score`` (C,) and ``gt_score`` (C,) on CPU.
+        """Keep each sample's ``pred_score`` (C,) (as ``score_dtype``) and ``gt_score``
+        (C,) (as int8) in numpy arrays on CPU.
 
         ``gt_score`` holds ``1 / 0 / -1``; samples that only carry mmpretrain's
         ``gt_label`` (positive indices) are turned into a 0/1 vector of length C.
@@ -134,18 +183,27 @@ class MultiLabelBaseMetric(BaseMetric):
             if target.shape != score.shape:
                 raise ValueError(f'gt_score has {target.numel()} classes but pred_score '
                                  f'has {score.numel()}')
-            self.results.append(dict(pred_score=score, gt_score=target))
+            with np.errstate(over='ignore'):  # reported below, in one line
+                stored = score.numpy().astype(self.score_dtype)  # always a copy
+            if not np.isfinite(stored).all():
+                beyond = bool(torch.isfinite(score).all())  # finite, but not as float16
+                raise ValueError('pred_score has NaN or inf' + (
+                    f' as {self.score_dtype} (use score_dtype=\'float32\')' if beyond else ''))
+            self.results.append(dict(pred_score=stored, gt_score=_labels_int8(target)))
 
     # ----------------------------------------------------------------- compute
     def compute_metrics(self, results: list) -> dict:
         """Stack the results to ``(N, C)`` and compute all + per-subset metrics."""
         if not results:
             raise ValueError(f'{type(self).__name__}: no results to evaluate')
-        num_classes = {r['pred_score'].numel() for r in results}
+        num_classes = {np.size(r['pred_score']) for r in results}
         if len(num_classes) != 1:
             raise ValueError(f'pred_score lengths differ between samples: {sorted(num_classes)}')
-        scores = torch.stack([r['pred_score'] for r in results]).numpy()
-        target = torch.stack([r['gt_score'] for r in results]).numpy()
+        if results is not self.results:
+            # mmengine passes a collected copy of the list (same arrays in one process):
+            # our own references go now, so each sample is freed once it is stacked
+            self.results.clear()
+        scores, target = self._stack(results, num_classes.pop())
         class_names = self._class_names(scores.shape[1])
 
         metrics = self._compute(*self._rows(scores, target, 'all classes'), class_names)
@@ -158,11 +216,26 @@ class MultiLabelBaseMetric(BaseMetric):
         # summary numbers first, the long per-class list (``AP/<name>``) last.
         return dict(sorted(metrics.items(), key=lambda item: item[0].startswith('AP/')))
 
+    def _stack(self, results: list, num_classes: int):
+        """(N, C) scores and int8 labels; each result is dropped once copied, so the
+        peak is one copy of the data, not two."""
+        scores = np.empty((len(results), num_classes), dtype=self.score_dtype)
+        target = np.empty((len(results), num_classes), dtype=np.int8)
+        for i, result in enumerate(results):
+            scores[i] = result['pred_score']
+            target[i] = result['gt_score']
+            results[i] = None
+            if i % _TRIM_EVERY == _TRIM_EVERY - 1:
+                _release_free_heap()
+        _release_free_heap()
+        return scores, target
+
     def _rows(self, scores: np.ndarray, target: np.ndarray, what: str):
         """The rows one class set is scored on (all, or those with a positive)."""
         if not self.drop_empty_rows:
             return scores, target
-        keep = (target == 1).any(axis=1)
+        keep = np.concatenate([(target[rows] == 1).any(axis=1)  # no (N, C) bool mask
+                               for rows in row_chunks(*target.shape)])
         if not keep.any():
             raise ValueError(f'{type(self).__name__}: drop_empty_rows=True leaves no image '
                              f'for {what} (no image has a positive among its classes)')

@@ -25,7 +25,12 @@ run), and plain data, so ``torch.load(weights_only=True)`` reads it. Read it wit
 - an entry the model trains now but the checkpoint lacks: error, unless the checkpoint
   comes from an *earlier stage* (none of what it trained trains now). Then the entry
   keeps its initial value and ``last_load_report['initialised']`` lists it, so tools
-  that need a complete model (``tools/test.py``) can refuse.
+  that need a complete model (``tools/test.py``) can refuse;
+- entries of *training-only* modules (class attribute ``checkpoint_training_only =
+  True``: a memory bank, a contrastive projection; nothing prediction reads) may be
+  absent: they keep the model's values, ``last_load_report['training_only_absent']``
+  lists them and the model still counts as complete. :func:`inference_state_dict`
+  writes such a checkpoint.
 """
 import hashlib
 import json
@@ -69,6 +74,31 @@ def saved_names(model: nn.Module) -> Set[str]:
     """Names a checkpoint of ``model`` holds: trained now or in an earlier stage."""
     earlier = getattr(model, '_trained_earlier', set())
     return {name for name, _, trains in state_entries(model) if trains or name in earlier}
+
+
+def training_only_names(model: nn.Module) -> Set[str]:
+    """State entries of modules marked ``checkpoint_training_only`` (and their
+    children): saved for resuming, not needed to predict."""
+    names = set()
+    for mod_name, mod in model.named_modules():
+        if getattr(mod, 'checkpoint_training_only', False):
+            prefix = f'{mod_name}.' if mod_name else ''
+            names.update(prefix + name for name, _, _ in state_entries(mod))
+    return names
+
+
+def inference_state_dict(model: nn.Module) -> dict:
+    """The model's state dict without its training-only entries (e.g. TRM-ML's
+    prototype bank and contrastive projection), its record saying so: a smaller
+    checkpoint that tests and predicts exactly like the full one but cannot resume."""
+    state = model.state_dict()
+    drop = training_only_names(model)
+    state = {k: v for k, v in state.items() if k not in drop}
+    record = read_record(state[EXTRA_STATE])
+    record['trained'] = [n for n in record['trained'] if n not in drop]
+    state[EXTRA_STATE] = torch.frombuffer(bytearray(json.dumps(record).encode()),
+                                          dtype=torch.uint8)
+    return state
 
 
 def _tensor_digest(tensor: torch.Tensor) -> str:
@@ -176,8 +206,10 @@ def load_pre_hook(model: nn.Module, state_dict: dict, prefix: str, local_metadat
     if ckpt_frozen is not None:
         _check_frozen(model, own, ckpt_trained | trains_now, ckpt_frozen)
 
+    training_only = training_only_names(model)
+    absent_training_only = sorted(training_only & (saved_names(model) - set(incoming)))
     absent_trained = sorted(n for n in saved_names(model) - set(incoming)
-                            if n not in ckpt_trained)
+                            if n not in ckpt_trained and n not in training_only)
     earlier_stage = record is not None and not (ckpt_trained & trains_now)
     if absent_trained and not earlier_stage:
         raise CheckpointMismatchError(
@@ -188,11 +220,17 @@ def load_pre_hook(model: nn.Module, state_dict: dict, prefix: str, local_metadat
                   f'entries it does not hold keep their initial values '
                   f'({_short(absent_trained)})', logger='current')
 
+    if absent_training_only:
+        print_log(f'the checkpoint holds no training-only state '
+                  f'({_short(absent_training_only)}): fine for testing and inference, '
+                  'a resumed training would start it afresh', logger='current')
+
     for name, (tensor, _) in own.items():
         if name not in incoming:
             state_dict[prefix + name] = tensor.detach()
-    model.__dict__['last_load_report'] = dict(initialised=absent_trained,
-                                              trained=sorted(ckpt_trained))
+    model.__dict__['last_load_report'] = dict(
+        initialised=absent_trained, trained=sorted(ckpt_trained),
+        training_only_absent=absent_training_only)
     model._trained_earlier = set(getattr(model, '_trained_earlier', set())) | (
         ckpt_trained & set(own))
 

@@ -17,6 +17,10 @@ is the wall-clock time of the row (train + test) and, in brackets, the CPU time 
 process (the model's forward/backward on 2 threads; the data-loader workers, which only
 decode and flip images, are not counted); the caption gives the load average, since
 another job on the machine inflates the wall-clock time much more than the CPU time.
+
+``--png PATH`` also draws the table as a bar chart (mAP / CF1 / OF1 per row);
+``--chart-from README.md --png PATH`` draws it from a table already printed there,
+without running anything.
 """
 import argparse
 import importlib.util
@@ -39,6 +43,7 @@ ROWS = [  # (label, config, metric prefix)
     ('DualCoOp, 10% labels', 'configs/demo/dualcoop_p10.py', ''),
     ('DualCoOp++, 10% labels', 'configs/demo/dualcoop_pp_p10.py', ''),
     ('DualCoOp, 100% labels', 'configs/demo/dualcoop_full.py', ''),
+    ('Semantic decoupling + CSP, 10% labels', 'configs/demo/sd_csp_p10.py', ''),
 ]
 
 
@@ -73,6 +78,79 @@ def _clip_zero_shot(data_root):
     return evaluate_backbone(backbone, load_demo_split(data_root, 'test'))
 
 
+TABLE_HEADER = '| setting | mAP | CF1 | OF1 | budget | train + test time: wall (CPU) |'
+
+
+def results_from_markdown(path: str) -> list:
+    """The rows of a demo table printed by this script, read back from a Markdown file
+    (e.g. README.md) as ``(label, mAP, CF1, OF1, budget, None)``."""
+    lines = open(path, encoding='utf-8').read().splitlines()
+    if TABLE_HEADER not in lines:
+        raise ValueError(f'{path}: no demo table (no line {TABLE_HEADER!r})')
+    rows = []
+    for line in lines[lines.index(TABLE_HEADER) + 2:]:
+        if not line.startswith('|'):
+            break
+        cells = [cell.strip() for cell in line.strip().strip('|').split('|')]
+        if len(cells) != 6:
+            raise ValueError(f'{path}: demo table row has {len(cells)} cells, not 6: {line}')
+        number = (lambda cell: None if cell in ('—', '-', '') else float(cell))
+        rows.append((cells[0], number(cells[1]), number(cells[2]), number(cells[3]),
+                     cells[4], None))
+    if not rows:
+        raise ValueError(f'{path}: the demo table has no rows')
+    return rows
+
+
+def table_figure(results, caption: str = ''):
+    """The table's rows as grouped horizontal bars (mAP, CF1, OF1; a missing value has no
+    bar), top row first. Returns (figure, {metric: [value per row]} as plotted)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    metrics = [('mAP', 1, '#3b75af'), ('CF1', 2, '#d1802f'), ('OF1', 3, '#4a8c5c')]
+    width = 0.27
+    fig, ax = plt.subplots(figsize=(9, 0.75 + 0.62 * len(results)))
+    plotted = {}
+    for k, (name, column, colour) in enumerate(metrics):
+        values = [row[column] for row in results]
+        plotted[name] = values
+        ys = [y + (k - 1) * width for y, v in enumerate(values) if v is not None]
+        xs = [v for v in values if v is not None]
+        ax.barh(ys, xs, height=width, color=colour, label=name)
+        for y, x in zip(ys, xs):
+            ax.text(x + 0.6, y, f'{x:.1f}', va='center', fontsize=7)
+    ax.set_yticks(range(len(results)))
+    ax.set_yticklabels([_wrap(row[0], 48) for row in results], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel('%  (demo world test split)')
+    ax.grid(axis='x', alpha=0.3)
+    ax.legend(loc='lower right', fontsize=8)
+    if caption:
+        ax.set_title(caption, fontsize=9, loc='left')
+    fig.tight_layout()
+    return fig, plotted
+
+
+def plot_table(results, path: str, caption: str = '') -> dict:
+    """:func:`table_figure` saved as a PNG at ``path``; returns its plotted values."""
+    import matplotlib.pyplot as plt
+
+    from mlr_plugin.fileio import atomic_open
+    fig, plotted = table_figure(results, caption)
+    with atomic_open(path, 'wb') as f:
+        fig.savefig(f, format='png', dpi=110)
+    plt.close(fig)
+    return plotted
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+    return '\n'.join(textwrap.wrap(text, width, break_on_hyphens=False))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo_table')
@@ -80,7 +158,20 @@ def main(argv=None):
     parser.add_argument('--only', nargs='+', metavar='CONFIG',
                         help='rerun just these configs (e.g. dualcoop_pp_p10) and print their '
                              'rows, without the CLIP zero-shot rows')
+    parser.add_argument('--png', help='also draw the table as a bar chart into this .png')
+    parser.add_argument('--chart-from', metavar='MARKDOWN',
+                        help='draw --png from the demo table in this file (e.g. README.md) '
+                             'instead of running anything')
     args = parser.parse_args(argv)
+    if args.png is not None and not args.png.endswith('.png'):
+        raise ValueError(f'--png must end with .png, got {args.png}')
+    if args.chart_from is not None:
+        if args.png is None:
+            raise ValueError('--chart-from needs --png PATH (where to draw the chart)')
+        plot_table(results_from_markdown(args.chart_from), args.png,
+                   f'demo table of {osp.basename(args.chart_from)} (demo world test split)')
+        print(f'wrote {args.png}')
+        return
     if not osp.isfile(osp.join(args.data_root, 'annotations', 'instances_train.json')):
         raise FileNotFoundError(f'no demo world at {args.data_root}: run python -m '
                                 f'mlr_plugin.datasets.demo_world --out {args.data_root}')
@@ -133,12 +224,15 @@ def main(argv=None):
     print(f'\nDemo world test split (500 images, 20 classes), {machine}, load average '
           f'{os.getloadavg()[2]:.1f} over the last 15 min; `python tools/demo/make_table.py`; '
           f'{budget_note}.\n')
-    print('| setting | mAP | CF1 | OF1 | budget | train + test time: wall (CPU) |')
+    print(TABLE_HEADER)
     print('|---|---|---|---|---|---|')
     for label, mAP, cf1, of1, budget, (wall, cpu) in results:
         fmt = (lambda v: f'{v:.1f}' if v is not None else '—')
         print(f'| {label} | {fmt(mAP)} | {fmt(cf1)} | {fmt(of1)} | {budget} | '
               f'{wall:.0f} s ({cpu:.0f} s) |')
+    if args.png is not None:
+        plot_table(results, args.png, f'demo world test split, {machine}')
+        print(f'\nwrote {args.png}')
 
 
 if __name__ == '__main__':

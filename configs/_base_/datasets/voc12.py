@@ -1,4 +1,5 @@
-# PASCAL VOC 2012 multi-label, 20 classes (train -> val); used by single-positive setups.
+# PASCAL VOC 2012 multi-label, 20 classes (train -> val: the test set of the
+# single-positive benchmarks, which have no public VOC 2012 test labels).
 from mmengine.config import read_base
 
 with read_base():

@@ -1,3 +1,6 @@
 from .clip_prompt import CLIPPromptClassifier
+from .mkt import MKTClassifier
+from .trm_ml import MultimodalPrototypeBank, TRMMLClassifier
 
-__all__ = ['CLIPPromptClassifier']
+__all__ = ['CLIPPromptClassifier', 'MKTClassifier', 'MultimodalPrototypeBank',
+           'TRMMLClassifier']

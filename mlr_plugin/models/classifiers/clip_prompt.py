@@ -16,6 +16,7 @@ from mmpretrain.structures import DataSample
 
 from .. import checkpoint
 from ..heads.base_head import gt_score_matrix
+from .text_cache import TextFeatureCache, text_path_tensors
 
 
 @MODELS.register_module()
@@ -78,6 +79,8 @@ class CLIPPromptClassifier(BaseModel):
         self._trained_earlier = set()
         self._register_state_dict_hook(_drop_untrained_entries)
         self._register_load_state_dict_pre_hook(checkpoint.load_pre_hook, with_module=True)
+        self._text_cache = TextFeatureCache()
+        self._register_load_state_dict_pre_hook(_clear_text_cache, with_module=True)
 
     @staticmethod
     def _preprocessor_cfg(cfg: Optional[dict], backbone) -> dict:
@@ -118,6 +121,16 @@ class CLIPPromptClassifier(BaseModel):
                 'set_class_names() (the ClassNamesHook does this from the dataset metainfo)')
         return self.class_names
 
+    def _text_trainable(self) -> bool:
+        return any(t.requires_grad for t in text_path_tensors(self.prompt_learner,
+                                                               self.backbone))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self._text_trainable():
+            self._text_cache.clear()  # training changes the prompts
+        return self
+
     # ------------------------------------------------------------------ forward
     def extract_feat(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The backbone's features (see ``OpenCLIPBackbone.forward``), tensors
@@ -128,8 +141,24 @@ class CLIPPromptClassifier(BaseModel):
 
     def encode_classes(self, class_indices: Optional[torch.Tensor] = None):
         """Text features for all (or the selected) classes, once per step, shared by the
-        batch: ``{prompt_name: (C, D)}``, L2-normalised."""
+        batch: ``{prompt_name: (C, D)}``, L2-normalised.
+
+        Without gradients to compute (evaluation, or a text path with nothing
+        trainable) they come from a cache that is never stale (text_cache.py): the text
+        tower runs once per evaluation, and once per run for fixed prompts."""
         names = self._require_class_names()
+        if not (torch.is_grad_enabled() and self._text_trainable()):
+            tensors = text_path_tensors(self.prompt_learner, self.backbone)
+            text = self._text_cache.get(names, self.backbone.device, tensors)
+            if text is None:
+                with torch.no_grad():
+                    text = {k: v.float() for k, v in
+                            self.prompt_learner(names, self.backbone).items()}
+                self._text_cache.put(names, self.backbone.device, tensors, text)
+            if class_indices is None:
+                return dict(text)
+            return {k: v[torch.as_tensor(class_indices, dtype=torch.long, device=v.device)]
+                    for k, v in text.items()}
         # prompt learners take ALL names and pick the rows themselves (class-specific
         # contexts are indexed by class)
         text = self.prompt_learner(names, self.backbone, class_indices=class_indices)
@@ -181,6 +210,10 @@ class CLIPPromptClassifier(BaseModel):
         self.class_sampling_step += 1
         order = torch.randperm(len(rest), generator=generator).to(rest.device)
         return torch.cat([pos_idx, rest[order[:budget]]]).sort().values
+
+
+def _clear_text_cache(module, *args, **kwargs):
+    module._text_cache.clear()
 
 
 def _drop_untrained_entries(module, state_dict, prefix, local_metadata):

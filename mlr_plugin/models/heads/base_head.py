@@ -12,7 +12,7 @@ A head scores classes from image features and per-class text features:
 Subclasses set ``prompt_names`` and implement ``forward(feats, text) -> outputs``,
 ``predict_scores(outputs)`` and ``compute_loss(outputs, gt_score)``.
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -62,14 +62,25 @@ class BasePromptHead(BaseModule):
             ``topk`` is not set).
         topk: predict the ``topk`` best classes per image instead (ties go to the lower
             class index).
+        class_chunk_size: score at most this many classes at a time (None: all at
+            once). The (B, C, L) maps of one chunk are the largest temporaries, so peak
+            memory grows with the chunk, not with C (Open Images: 7,586 classes).
+            Outputs are the same as unchunked (docs/scaling.md).
         init_cfg: mmengine init config.
     """
 
     prompt_names: tuple = ()
 
     def __init__(self, loss: Union[dict, nn.Module], thr: Optional[float] = None,
-                 topk: Optional[int] = None, init_cfg=None):
+                 topk: Optional[int] = None, class_chunk_size: Optional[int] = 512,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if class_chunk_size is not None and (isinstance(class_chunk_size, bool) or
+                                             not isinstance(class_chunk_size, int) or
+                                             class_chunk_size < 1):
+            raise ValueError(f'class_chunk_size must be a positive int or None, got '
+                             f'{class_chunk_size!r}')
+        self.class_chunk_size = class_chunk_size
         self.loss_module = build_loss(loss)
         if thr is not None and topk is not None:
             raise ValueError(f'give thr or topk, not both (got thr={thr}, topk={topk})')
@@ -88,6 +99,11 @@ class BasePromptHead(BaseModule):
         """Losses (keys ``loss_*``) of ``forward``'s outputs against (B, C) labels."""
         raise NotImplementedError
 
+    def score_outputs(self, feats: Feats, text: Text) -> Dict[str, torch.Tensor]:
+        """What :meth:`predict` needs from ``forward``; heads whose forward also returns
+        (B, C, L) maps override this to skip them (bounded memory at 1000s of classes)."""
+        return self(feats, text)
+
     # ------------------------------------------------------------ training / test
     def loss(self, feats: Feats, text: Text, data_samples: Sequence[DataSample],
              class_indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -103,7 +119,7 @@ class BasePromptHead(BaseModule):
     def predict(self, feats: Feats, text: Text,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
         """Scores and predicted labels in ``DataSample``s (new ones when None)."""
-        scores = self.predict_scores(self(feats, text)).float()
+        scores = self.predict_scores(self.score_outputs(feats, text)).float()
         if data_samples is None:
             data_samples = [DataSample() for _ in range(scores.shape[0])]
         for sample, score in zip(data_samples, scores):
@@ -149,8 +165,34 @@ class BasePromptHead(BaseModule):
         tokens = all_tokens(feats)
         return {name: dense_text_similarity(tokens, text[name]) for name in self.prompt_names}
 
+    # ------------------------------------------------------------ class chunks
+    def class_chunks(self, num_classes: int) -> List[slice]:
+        """Consecutive class ranges of at most ``class_chunk_size`` classes."""
+        step = num_classes if self.class_chunk_size is None else self.class_chunk_size
+        return [slice(start, min(start + step, num_classes))
+                for start in range(0, num_classes, max(step, 1))]
+
+    def chunked_similarities(self, feats: Feats, text: Text,
+                             names: Optional[Sequence[str]] = None
+                             ) -> Iterator[Dict[str, torch.Tensor]]:
+        """Check the inputs, then yield :meth:`prompt_similarities` one class chunk at a
+        time: ``{name: (B, C_chunk, L)}`` for the prompts ``names`` (default: all the
+        head's prompts). Each chunk's maps can be freed before the next is made."""
+        self.check_inputs(feats, text)
+        tokens = all_tokens(feats)
+        names = self.prompt_names if names is None else tuple(names)
+        for chunk in self.class_chunks(next(iter(text.values())).shape[0]):
+            yield {name: dense_text_similarity(tokens, text[name][chunk]) for name in names}
+
+    @staticmethod
+    def cat_class_chunks(outputs: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        """Join per-chunk outputs along the class dimension (dim 1)."""
+        if len(outputs) == 1:
+            return outputs[0]
+        return {key: torch.cat([out[key] for out in outputs], dim=1) for key in outputs[0]}
+
     def extra_repr(self) -> str:
-        return f'thr={self.thr}, topk={self.topk}'
+        return f'thr={self.thr}, topk={self.topk}, class_chunk_size={self.class_chunk_size}'
 
 
 class BasePairLogitHead(BasePromptHead):
@@ -162,8 +204,10 @@ class BasePairLogitHead(BasePromptHead):
     """
 
     def __init__(self, loss: Union[dict, nn.Module] = dict(type='PairSoftmaxASL'),
-                 thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
-        super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
+                 thr: Optional[float] = None, topk: Optional[int] = None,
+                 class_chunk_size: Optional[int] = 512, init_cfg=None):
+        super().__init__(loss=loss, thr=thr, topk=topk, class_chunk_size=class_chunk_size,
+                         init_cfg=init_cfg)
 
     def predict_scores(self, outputs: Dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, C) scores in [0, 1]: ``p+ = sigmoid(l+ - l-)``; > 0.5 means positive."""
@@ -188,8 +232,10 @@ class BaseSingleLogitHead(BasePromptHead):
 
     def __init__(self, loss: Union[dict, nn.Module] = dict(type='PartialSigmoidASL'),
                  score_activation: str = 'sigmoid', loss_name: str = 'loss_asl',
-                 thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
-        super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
+                 thr: Optional[float] = None, topk: Optional[int] = None,
+                 class_chunk_size: Optional[int] = 512, init_cfg=None):
+        super().__init__(loss=loss, thr=thr, topk=topk, class_chunk_size=class_chunk_size,
+                         init_cfg=init_cfg)
         if score_activation not in ('sigmoid', 'none'):
             raise ValueError(f"score_activation must be 'sigmoid' or 'none', got "
                              f'{score_activation!r}')

@@ -50,6 +50,7 @@ class DualCoOpHead(BasePairLogitHead):
         loss: pair loss config (DualCoOp's COCO recipe: ASL gamma+ 1, gamma- 2, clip
             0.05, eps 1e-6, sum x 0.03).
         thr / topk: prediction rule (default: ``p+ > 0.5``).
+        class_chunk_size: classes scored at a time (bounds memory; same outputs).
 
     Outputs of ``forward``: ``pos_logit``, ``neg_logit`` (B, C) and ``attention``
     (B, C, L), the spatial weights ``w`` (prefix tokens first, then the grid row-major).
@@ -61,15 +62,26 @@ class DualCoOpHead(BasePairLogitHead):
                  loss: Union[dict, nn.Module] = dict(
                      type='PairSoftmaxASL', gamma_pos=1.0, gamma_neg=2.0, clip=0.05,
                      eps=1e-6, reduction='sum', loss_weight=0.03),
-                 thr: Optional[float] = None, topk: Optional[int] = None, init_cfg=None):
-        super().__init__(loss=loss, thr=thr, topk=topk, init_cfg=init_cfg)
+                 thr: Optional[float] = None, topk: Optional[int] = None,
+                 class_chunk_size: Optional[int] = 512, init_cfg=None):
+        super().__init__(loss=loss, thr=thr, topk=topk, class_chunk_size=class_chunk_size,
+                         init_cfg=init_cfg)
         self.spatial_scale = float(spatial_scale)
         self.logit_scale = float(logit_scale)
 
-    def forward(self, feats: Dict[str, torch.Tensor],
-                text: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        sim = self.prompt_similarities(feats, text)
-        pos_logit, neg_logit, weights = class_specific_region_aggregation(
-            sim['pos'], sim['neg'], self.spatial_scale, self.logit_scale,
-            return_weights=True)
-        return dict(pos_logit=pos_logit, neg_logit=neg_logit, attention=weights)
+    def forward(self, feats: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
+                maps: bool = True) -> Dict[str, torch.Tensor]:
+        """Logits, and the attention maps unless ``maps=False``."""
+        outputs = []
+        # every class is pooled on its own, so chunks of classes give the same numbers
+        for sim in self.chunked_similarities(feats, text):
+            pos_logit, neg_logit, weights = class_specific_region_aggregation(
+                sim['pos'], sim['neg'], self.spatial_scale, self.logit_scale,
+                return_weights=True)
+            outputs.append(dict(pos_logit=pos_logit, neg_logit=neg_logit))
+            if maps:
+                outputs[-1]['attention'] = weights
+        return self.cat_class_chunks(outputs)
+
+    def score_outputs(self, feats, text):
+        return self(feats, text, maps=False)

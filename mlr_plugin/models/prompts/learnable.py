@@ -39,6 +39,9 @@ class LearnablePrompts(BasePromptLearner):
             (e.g. 'a photo of a'); otherwise ``N(0, init_std)``.
         init_std: std of the random init.
         ctx_dim: text width; when given (and no ``init_phrase``) contexts are created now.
+        encode_chunk_size: classes per text-tower pass (x the number of prompt names
+            sequences); bounds the tower's activations at 1000s of classes, same
+            features (docs/scaling.md). None: all classes in one pass.
     """
 
     def __init__(self,
@@ -48,8 +51,15 @@ class LearnablePrompts(BasePromptLearner):
                  num_classes: Optional[int] = None,
                  init_phrase: Optional[str] = None,
                  init_std: float = 0.02,
-                 ctx_dim: Optional[int] = None):
+                 ctx_dim: Optional[int] = None,
+                 encode_chunk_size: Optional[int] = 256):
         super().__init__(prompt_names)
+        if encode_chunk_size is not None and (isinstance(encode_chunk_size, bool) or
+                                              not isinstance(encode_chunk_size, int) or
+                                              encode_chunk_size < 1):
+            raise ValueError(f'encode_chunk_size must be a positive int or None, got '
+                             f'{encode_chunk_size!r}')
+        self.encode_chunk_size = encode_chunk_size
         if class_specific and not (isinstance(num_classes, int) and num_classes > 0):
             raise ValueError(f'class_specific contexts need num_classes > 0, got {num_classes!r}')
         if init_phrase is None and int(n_ctx) < 1:
@@ -118,11 +128,10 @@ class LearnablePrompts(BasePromptLearner):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ------------------------------------------------------------ prompts
-    def _prompt_embeddings(self, names: Tuple[str, ...], backbone):
-        """Cached tokens ``(C, L)`` and frozen embeddings around the contexts.
-
-        Returns (tokens, prefix ``(C, 1, width)``, suffix ``(C, L - 1 - n_ctx, width)``).
-        """
+    def _prompt_tokens(self, names: Tuple[str, ...], backbone) -> torch.Tensor:
+        """Cached tokens ``(C, L)`` of the prompts (placeholders where the contexts go).
+        Only the tokens are kept: their frozen embeddings are looked up per chunk, so
+        no (C, L, width) tensor lives between calls."""
         key = (names, self.n_ctx)
         cached = self.cache_get(key, backbone.device)
         if cached is not None:
@@ -133,11 +142,9 @@ class LearnablePrompts(BasePromptLearner):
         if not bool((tokens[:, 1:1 + self.n_ctx] == placeholder_id).all()):
             raise ValueError('the tokenizer did not keep the context placeholders at positions '
                              f'1..{self.n_ctx} for class names {names[:5]}...')
-        embeds = backbone.embed_tokens(tokens)
-        tokens = tokens.to(embeds.device)
-        cached = (tokens, embeds[:, :1], embeds[:, 1 + self.n_ctx:])
-        self.cache_put(key, backbone.device, cached)
-        return cached
+        tokens = tokens.to(backbone.device)
+        self.cache_put(key, backbone.device, tokens)
+        return tokens
 
     def forward(self, class_names: Sequence[str], backbone,
                 class_indices: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
@@ -157,27 +164,40 @@ class LearnablePrompts(BasePromptLearner):
         if self.class_specific and len(names) != self.num_classes:
             raise ValueError(f'class-specific contexts were built for num_classes='
                              f'{self.num_classes} but got {len(names)} class names')
-        tokens, prefix, suffix = self._prompt_embeddings(names, backbone)
+        tokens = self._prompt_tokens(names, backbone)
+        index = torch.arange(len(names), device=tokens.device)
         if class_indices is not None:
-            index = self.class_index(class_indices, len(names), prefix.device)
-            tokens, prefix, suffix = tokens[index], prefix[index], suffix[index]
-        num = prefix.shape[0]
+            index = self.class_index(class_indices, len(names), tokens.device)
+        step = len(index) if self.encode_chunk_size is None else self.encode_chunk_size
+        feats = {name: [] for name in self.prompt_names}
+        for start in range(0, len(index), max(step, 1)):
+            chunk = self._encode_classes(tokens, index[start:start + step], backbone)
+            for name in self.prompt_names:
+                feats[name].append(chunk[name])
+        return {name: parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+                for name, parts in feats.items()}
 
+    def _encode_classes(self, tokens: torch.Tensor, index: torch.Tensor,
+                        backbone) -> Dict[str, torch.Tensor]:
+        """Features of the classes ``index``, every prompt name in one text-tower pass
+        (P * len(index) sequences)."""
+        tokens = tokens[index]
+        frozen = backbone.embed_tokens(tokens)
+        prefix, suffix = frozen[:, :1], frozen[:, 1 + self.n_ctx:]
+        num = tokens.shape[0]
         embeds = []
         for name in self.prompt_names:
             ctx = self.context(name)
             if self.class_specific:
-                ctx = ctx if class_indices is None else ctx[index.to(ctx.device)]
+                ctx = ctx[index.to(ctx.device)]
             else:
                 ctx = ctx.unsqueeze(0).expand(num, -1, -1)
             embeds.append(torch.cat([prefix, ctx.to(prefix.dtype), suffix], dim=1))
-        # All prompt names in one text-tower pass (P * C' sequences).
         feats = backbone.encode_prompt_embeddings(
             torch.cat(embeds, dim=0), tokens.repeat(len(self.prompt_names), 1))
-        feats = F.normalize(feats, dim=-1).split(num, dim=0)
-        return dict(zip(self.prompt_names, feats))
+        return dict(zip(self.prompt_names, F.normalize(feats, dim=-1).split(num, dim=0)))
 
     def extra_repr(self) -> str:
         return (f'prompt_names={self.prompt_names}, n_ctx={self.n_ctx}, '
                 f'class_specific={self.class_specific}, num_classes={self.num_classes}, '
-                f'init_phrase={self.init_phrase!r}')
+                f'init_phrase={self.init_phrase!r}, encode_chunk_size={self.encode_chunk_size}')

@@ -1,0 +1,26 @@
+# TRM-ML on the demo world with 10% of the labels known, the demo budget (SGD lr 0.03,
+# batch 32, 1000 iterations; configs/demo/README.md).
+#   python -m mlr_plugin.datasets.demo_world --out data/demo_world
+#   python tools/train.py configs/demo/trm_ml_p10.py
+from mmengine.config import read_base
+
+with read_base():
+    from .._base_.datasets.demo_world import *  # noqa: F401,F403
+    from .._base_.default_runtime import *  # noqa: F401,F403
+    from .._base_.models.trm_ml_rn101 import *  # noqa: F401,F403
+    from .._base_.schedules.sgd_cosine_demo import *  # noqa: F401,F403
+
+model.backbone.update(
+    model_name='mlr-demo-rn',
+    pretrained='mlr_plugin://demo/mlr-demo-rn.safetensors',
+    image_size=128)
+model.prompt_learner.num_classes = 20
+# The tiny CLIP's learned logit scale is s = 13.198, not OpenAI CLIP's 100: the head
+# constants that multiply a cosine are scaled by r = s / 100 as in the other demo
+# configs (README.md): 1 / tau starts at s (CLIP's own temperature, as 100 does for
+# OpenAI CLIP); the CARL-off spatial scale 20 -> 2.64. The contrastive temperature acts
+# on the learned projection, not on CLIP cosines, and stays. (The joint width, 64, and
+# the class count come from the backbone and the prompt learner.)
+model.head.update(init_logit_scale=13.198, baseline_spatial_scale=2.64)
+train_dataloader.dataset.label_simulation.known_ratio = 0.1
+default_hooks.logger.interval = 10

@@ -1,0 +1,7 @@
+# TRM-ML, VOC 2007, 50% of the labels known (RN101, 448 px).
+from mmengine.config import read_base
+
+with read_base():
+    from .trm_ml_rn101_voc07 import *  # noqa: F401,F403
+
+train_dataloader.dataset.label_simulation.known_ratio = 0.5
