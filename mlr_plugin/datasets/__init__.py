@@ -10,6 +10,8 @@ from .label_simulation import (LABEL_SIMULATIONS, AssumeNegative, HideClasses,
                                PartialLabels, SinglePositiveLabel,
                                build_label_simulations)
 from .nus_wide import NUSWIDE
+from .open_images import OpenImagesMultiLabel
+from .sparse_labels import SparseLabels
 from .splits import (COCO_CLASSES, COCO_SEEN_48, COCO_UNSEEN_17, COCO_ZSL_65,
                      VOC_CLASSES, get_class_split)
 from .visual_genome import VisualGenome200
@@ -21,5 +23,6 @@ __all__ = [
     'NUSWIDE', 'VisualGenome200', 'GenericMultiLabel', 'LABEL_SIMULATIONS',
     'PartialLabels', 'SinglePositiveLabel', 'HideClasses', 'build_label_simulations',
     'COCO_CLASSES', 'COCO_SEEN_48', 'COCO_UNSEEN_17', 'COCO_ZSL_65', 'VOC_CLASSES',
-    'get_class_split', 'CUB200Attributes', 'AssumeNegative', 'HoldOut'
+    'get_class_split', 'CUB200Attributes', 'AssumeNegative', 'HoldOut',
+    'OpenImagesMultiLabel', 'SparseLabels'
 ]

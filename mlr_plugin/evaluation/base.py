@@ -42,6 +42,9 @@ def as_k_tuple(ks: Union[None, int, Sequence[int]], name: str) -> tuple:
     return tuple(int(k) for k in ks)
 
 
+DATASET_SUBSET_PREFIX = 'dataset:'
+
+
 def _check_class_subsets(class_subsets) -> Dict[str, List[str]]:
     if class_subsets is None:
         return {}
@@ -50,6 +53,13 @@ def _check_class_subsets(class_subsets) -> Dict[str, List[str]]:
                          f'got {type(class_subsets).__name__}')
     checked = {}
     for name, names in class_subsets.items():
+        if isinstance(names, str) and names.startswith(DATASET_SUBSET_PREFIX):
+            # 'dataset:unseen': the dataset's metainfo['class_subsets']['unseen'],
+            # resolved once the Runner hands over dataset_meta (Open Images splits)
+            if not names[len(DATASET_SUBSET_PREFIX):]:
+                raise ValueError(f'class_subsets[{name!r}]: {names!r} names no subset')
+            checked[name] = names
+            continue
         if isinstance(names, str):
             # a built-in split name, e.g. 'coco_unseen17' (configs hold no Python objects)
             from mlr_plugin.datasets.splits import get_class_split
@@ -107,9 +117,11 @@ class MultiLabelBaseMetric(BaseMetric):
     """Base of the registered multi-label metrics.
 
     Args:
-        class_subsets (dict[str, list[str]], optional): extra evaluations on a subset
-            of the columns, e.g. ``dict(zsl=[...17 unseen names...])`` gives
-            ``zsl/mAP``. Names are looked up in ``dataset_meta['classes']``.
+        class_subsets (dict[str, list[str] | str], optional): extra evaluations on a
+            subset of the columns, e.g. ``dict(zsl=[...17 unseen names...])`` gives
+            ``zsl/mAP``. Names are looked up in ``dataset_meta['classes']``. A string
+            value is a built-in split (``'coco_unseen17'``) or ``'dataset:<key>'``: the
+            names in the dataset's ``metainfo['class_subsets'][key]`` (Open Images).
         drop_empty_rows (bool): for every evaluated class set (all classes, and each
             entry of ``class_subsets``), drop the images without a positive (``1``)
             among that set's classes before computing its metrics (COCO/NUS-WIDE
@@ -249,10 +261,20 @@ class MultiLabelBaseMetric(BaseMetric):
                              f'pred_score has {num_classes} classes')
         return classes
 
+    def _dataset_subset(self, subset: str, key: str) -> List[str]:
+        """Class names of ``dataset_meta['class_subsets'][key]``."""
+        subsets = (self.dataset_meta or {}).get('class_subsets') or {}
+        if key not in subsets:
+            raise ValueError(f'class_subsets[{subset!r}]: the dataset defines no class '
+                             f'subset {key!r} (it has {sorted(subsets)})')
+        return list(subsets[key])
+
     def _subset_indices(self, class_names: List[str]) -> Dict[str, List[int]]:
         position = {name: i for i, name in enumerate(class_names)}
         indices = {}
         for subset, names in self.class_subsets.items():
+            if isinstance(names, str):
+                names = self._dataset_subset(subset, names[len(DATASET_SUBSET_PREFIX):])
             missing = [name for name in names if name not in position]
             if missing:
                 raise ValueError(f'class_subsets[{subset!r}]: unknown class name '
