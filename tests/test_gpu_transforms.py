@@ -180,3 +180,128 @@ def test_batched_ops_apply_each_samples_own_magnitude():
     out = gpu_ops.brightness(batch, factors)
     for i, img in enumerate(imgs):
         _within_one(out[i:i + 1], mmcv.adjust_brightness(img, float(factors[i])))
+
+
+# ------------------------------------------------------------------ the batch pipeline
+REPO = __import__('pathlib').Path(__file__).resolve().parents[1]
+
+
+def _common_pipelines():
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(REPO / 'configs/_base_/datasets/common_224px.py'))
+    return cfg.train_pipeline, cfg.train_pipeline_rrc, cfg.test_pipeline
+
+
+def test_pipeline_reads_the_cpu_pipeline_configs():
+    from mlr_plugin.datasets.transforms import GPUBatchPipeline
+    train, rrc, test = _common_pipelines()
+    p = GPUBatchPipeline(train)
+    assert p.size == (224, 224) and p.crop_scale is None and p.flip_prob == 0.5
+    assert p.rand_augment == dict(num_policies=2, level=9.0, std=0.5, total=10.0,
+                                  pad_val=FILL)
+    assert p.cutout == dict(shape=(112, 112), prob=0.5, pad_val=FILL)
+    assert GPUBatchPipeline(rrc).crop_scale == (0.5, 1.0)
+    assert GPUBatchPipeline(test).rand_augment is None
+    with pytest.raises(ValueError, match="'ColorJitter' has no GPU version"):
+        GPUBatchPipeline(list(train) + [dict(type='ColorJitter')])
+
+
+def test_rand_augment_draws_follow_mmpretrain(monkeypatch):
+    """Per slot an op is applied with probability 0.5; magnitudes ~ N(9, 0.5)/10 of the
+    op's range; signed ops get both signs."""
+    from mlr_plugin.datasets.transforms import GPUBatchPipeline
+    from mlr_plugin.datasets.transforms.gpu_pipeline import TIMM_INCREASING
+    calls = []
+
+    def record(name, img, magnitude, pad_val):
+        calls.append((name, img.shape[0], None if magnitude is None else magnitude.clone()))
+        return img
+    p = GPUBatchPipeline(_common_pipelines()[0], seed=0)
+    monkeypatch.setattr(p, '_apply', record)
+    n = 3000
+    p._rand_augment(torch.zeros(n, 3, 2, 2))
+    applied = sum(count for _, count, _ in calls)
+    assert abs(applied / (2 * n) - 0.5) < 0.03
+    spans = {name: (span, signed) for name, span, signed in TIMM_INCREASING}
+    for name, _, mags in calls:
+        span, signed = spans[name]
+        if span is None:
+            continue
+        level = (mags.abs() - span[0]) / (span[1] - span[0]) * 10
+        assert ((level >= 0) & (level <= 10)).all()
+        assert abs(level.mean() - 9) < 0.15, (name, level.mean())
+        assert (mags < 0).any() == signed and (mags > 0).any()
+    assert {name for name, _, _ in calls} == set(spans)
+
+
+def _jpegs(tmp_path, n=3):
+    import cv2
+    paths = []
+    for i in range(n):
+        path = tmp_path / f'{i}.jpg'
+        img = _image(60 + 8 * i, 50 + 4 * i, seed=i)
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        paths.append(str(path))
+    return paths
+
+
+def test_decode_matches_opencv(tmp_path):
+    """torchvision's batched decode (here on CPU) against LoadImageCV2: within 2 levels
+    (both libjpeg-turbo; the IDCT / upsampling variants may differ by a level or two)."""
+    from mlr_plugin.datasets.transforms import GPUBatchPipeline, LoadImageCV2, LoadJPEGBytes
+    paths = _jpegs(tmp_path)
+    data = [LoadJPEGBytes()(dict(img_path=p)) for p in paths]
+    decoded = GPUBatchPipeline.decode([d['img'] for d in data], 'cpu')
+    for path, d, ours in zip(paths, data, decoded):
+        ref = LoadImageCV2(to_rgb=True)(dict(img_path=path))
+        assert d['ori_shape'] == ref['ori_shape']
+        diff = np.abs(ours.permute(1, 2, 0).numpy().astype(int) - ref['img'].astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.1, (diff.max(), diff.mean())
+
+
+def test_not_a_jpeg_is_a_one_line_error(tmp_path):
+    from mlr_plugin.datasets.transforms import LoadJPEGBytes
+    path = tmp_path / 'x.png'
+    path.write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(20))
+    with pytest.raises(OSError, match=r'not a JPEG file: .*x\.png'):
+        LoadJPEGBytes()(dict(img_path=str(path)))
+
+
+def test_preprocessor_matches_the_cpu_test_path_and_augments_in_training(tmp_path):
+    """Eval: bytes -> decode -> resize -> normalise equals LoadImageCV2 + Resize +
+    ClsDataPreprocessor within 2 levels / std. Training: the augmented batch differs,
+    has the right shape, and the same seed gives the same batch."""
+    from mmpretrain.registry import MODELS, TRANSFORMS
+    paths = _jpegs(tmp_path)
+    train, _, test = _common_pipelines()
+    train = [dict(s, shape=16) if s['type'] == 'Cutout' else s for s in train]
+    train = [dict(s, scale=(32, 32)) if s['type'] == 'Resize' else s for s in train]
+    pack = TRANSFORMS.build(dict(type='PackInputs'))
+    load = TRANSFORMS.build(dict(type='LoadJPEGBytes'))
+    batch = [pack(load(dict(img_path=p))) for p in paths]
+    data = dict(inputs=[b['inputs'] for b in batch],
+                data_samples=[b['data_samples'] for b in batch])
+    gpu = MODELS.build(dict(type='GPUAugmentDataPreprocessor', train_pipeline=train,
+                            seed=0))
+    cpu_pipe = [TRANSFORMS.build(dict(type='LoadImageCV2', to_rgb=True)),
+                TRANSFORMS.build(dict(type='Resize', scale=(32, 32))), pack]
+    cpu_pre = MODELS.build(dict(type='ClsDataPreprocessor',
+                                mean=gpu.mean.flatten().tolist(),
+                                std=gpu.std.flatten().tolist()))
+    cpu_batch = []
+    for p in paths:
+        r = dict(img_path=p)
+        for t in cpu_pipe:
+            r = t(r)
+        cpu_batch.append(r)
+    ref = cpu_pre(dict(inputs=[b['inputs'] for b in cpu_batch],
+                       data_samples=[b['data_samples'] for b in cpu_batch]))['inputs']
+    out = gpu(data, training=False)
+    assert out['inputs'].shape == ref.shape == (3, 3, 32, 32)
+    assert ((out['inputs'] - ref).abs() * gpu.std).max() <= 2.0 + 1e-4
+    assert len(out['data_samples']) == 3
+    aug = gpu(data, training=True)['inputs']
+    assert aug.shape == (3, 3, 32, 32) and not torch.allclose(aug, out['inputs'])
+    again = MODELS.build(dict(type='GPUAugmentDataPreprocessor', train_pipeline=train,
+                              seed=0))(data, training=True)['inputs']
+    torch.testing.assert_close(again, aug)
