@@ -15,6 +15,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from .. import checkpoint
+from .. import feature_cache  # cached image features (docs/feature_cache.md)
 from ..heads.base_head import gt_score_matrix
 
 
@@ -55,8 +56,10 @@ class CLIPPromptClassifier(BaseModel):
         self.backbone = MODELS.build(backbone)
         # built here (not by BaseModel) so it resolves in mmpretrain's registry outside a
         # Runner too, and defaults to the normalisation of these CLIP weights
-        self.data_preprocessor = MODELS.build(
-            self._preprocessor_cfg(data_preprocessor, self.backbone))
+        # feature cache (docs/feature_cache.md): a ClsDataPreprocessor that also batches
+        # cached features
+        self.data_preprocessor = MODELS.build(feature_cache.accept_features(
+            self._preprocessor_cfg(data_preprocessor, self.backbone)))
         self.prompt_learner = MODELS.build(prompt_learner)
         self.head = MODELS.build(head)
         if hasattr(self.prompt_learner, 'init_context'):
@@ -121,8 +124,14 @@ class CLIPPromptClassifier(BaseModel):
     # ------------------------------------------------------------------ forward
     def extract_feat(self, inputs: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The backbone's features (see ``OpenCLIPBackbone.forward``), tensors
-        L2-normalised in fp32; ``grid`` passes through."""
-        feats = self.backbone(inputs)
+        L2-normalised in fp32; ``grid`` passes through. ``inputs``: images, or a dict of
+        cached tower outputs (``CachedFeatureDataset``), which skip the image tower."""
+        # --- feature cache (docs/feature_cache.md) ---
+        if isinstance(inputs, dict):
+            feats = feature_cache.cached_tower_outputs(self.backbone, inputs)
+        else:
+            feats = self.backbone(inputs)
+        # --- end feature cache ---
         return {k: F.normalize(v.float(), dim=-1) if torch.is_tensor(v) else v
                 for k, v in feats.items()}
 
@@ -150,7 +159,7 @@ class CLIPPromptClassifier(BaseModel):
         if gt.shape[1] != len(names):
             raise ValueError(f'gt_score has {gt.shape[1]} classes but the model scores '
                              f'{len(names)} class names')
-        class_indices = self.sample_train_classes(gt.to(inputs.device))
+        class_indices = self.sample_train_classes(gt.to(feature_cache.input_device(inputs)))
         feats = self.extract_feat(inputs)
         return self.head.loss(feats, self.encode_classes(class_indices), data_samples,
                               class_indices=class_indices)
