@@ -11,7 +11,8 @@ Rows, per batch size, all in one run (docs/benchmark.md says what each one runs)
   - ``step``: our train step (forward, loss, backward, optimizer step);
   - ``reference_step``: the same step written the plain way: fp32, text of every class
     encoded at the full context length each batch (no truncation, no class sampling);
-  - ``cache_step``: a train step on image features computed once (cache mode);
+  - ``cache_step``: our train step in cache mode: the batch holds the tower's stored
+    outputs (fp16) instead of images (``mlr_plugin/models/feature_cache.py``);
   - ``infer``: ``predict``.
 With ``--data`` (needs the training dataset): the data pipeline alone, per core (ours and
 a PIL + torchvision one doing the same augmentations), the config's loader with its
@@ -67,6 +68,9 @@ def parse_args(argv=None):
                         help='batches per data row')
     parser.add_argument('--data-workers', type=int, default=None,
                         help="loader workers for the loader rows (default: the config's)")
+    parser.add_argument('--gpu-data', action='store_true',
+                        help='with --data: also time the GPU data path when the device is '
+                        'the CPU (it runs there too; on CUDA it always runs)')
     parser.add_argument('--json', default=None, metavar='OUT',
                         help='write one object per batch size to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE')
@@ -189,10 +193,25 @@ def plain_text_encoding(model):
         model.num_train_classes = saved
 
 
+def cached_features(model, inputs):
+    """The batch a feature cache would deliver for ``inputs``: the tower's outputs in
+    fp16 with the record of the backbone that computed them."""
+    import json
+
+    from mlr_plugin.models.feature_cache import (FEATURE_KEYS, FINGERPRINT_KEY,
+                                                 backbone_fingerprint)
+    model.eval()
+    with torch.no_grad():
+        feats = model.backbone(inputs)
+    batch = {k: feats[k].half() for k in FEATURE_KEYS if k in feats}
+    batch[FINGERPRINT_KEY] = json.dumps(
+        dict(root='<benchmark: features of the timed inputs>',
+             backbone=backbone_fingerprint(model.backbone)), sort_keys=True)
+    return batch
+
+
 def build_rows(model, optim, inputs, samples, device, amp):
     """The callables timed per batch size: ``{row: fn}`` (see the module docstring)."""
-    from mlr_plugin.models.heads.base_head import gt_score_matrix
-
     def autocast(enabled=amp):
         if enabled:
             return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -223,19 +242,14 @@ def build_rows(model, optim, inputs, samples, device, amp):
             losses = model.loss(inputs, samples)
         update(losses)
 
-    model.eval()
-    with torch.no_grad(), autocast():
-        cached = {k: v.detach() if torch.is_tensor(v) else v
-                  for k, v in model.extract_feat(inputs).items()}
-    gt = gt_score_matrix(samples).to(device)
+    cached = cached_features(model, inputs)
 
     def cache_step():
-        # head + loss on features computed once: what a feature cache leaves per step
+        # the classifier's cache mode (mlr_plugin/models/feature_cache.py): a batch of
+        # stored tower outputs (fp16, as the cache holds them) instead of images
         model.train()
         with autocast():
-            class_indices = model.sample_train_classes(gt)
-            losses = model.head.loss(cached, model.encode_classes(class_indices), samples,
-                                     class_indices=class_indices)
+            losses = model.loss(cached, samples)
         update(losses)
 
     return dict(bound=bound, step=step, reference_step=reference_step,
@@ -315,6 +329,191 @@ def add_ratios(result):
     return result
 
 
+# ---------------------------------------------------------------------- data rows
+def pil_pipeline(pipeline):
+    """The config's training pipeline written the usual torchvision way (PIL decode,
+    torchvision transforms): the same kinds of augmentation, for the per-core comparison.
+    torchvision's RandAugment has no SolarizeAdd / Invert and always applies its ops;
+    Cutout becomes a fixed-size square ``RandomErasing`` kept inside the image."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    steps, is_tensor = [], False
+    for step in pipeline:
+        step = dict(step)
+        kind = step.pop('type')
+        if kind in ('LoadImageCV2', 'LoadImageFromFile'):
+            steps.append(lambda path: Image.open(path).convert('RGB'))
+        elif kind == 'Resize':
+            w, h = (step['scale'],) * 2 if isinstance(step['scale'], int) else step['scale']
+            steps.append(T.Resize((h, w)))
+        elif kind == 'RandomResizedCrop':
+            size = step['scale']
+            size = (size, size) if isinstance(size, int) else tuple(reversed(size))
+            steps.append(T.RandomResizedCrop(size, scale=step.get('crop_ratio_range',
+                                                                  (0.08, 1.0))))
+        elif kind == 'RandomFlip':
+            steps.append(T.RandomHorizontalFlip(step.get('prob', 0.5)))
+        elif kind == 'RandAugment':
+            fill = step.get('hparams', {}).get('pad_val', 128)
+            steps.append(T.RandAugment(num_ops=step['num_policies'],
+                                       magnitude=int(step['magnitude_level']),
+                                       num_magnitude_bins=int(step.get('total_level', 10)) + 1,
+                                       fill=list(fill) if isinstance(fill, (list, tuple))
+                                       else fill))
+        elif kind in ('Cutout', 'PackInputs'):
+            if not is_tensor:
+                steps.append(T.PILToTensor())
+                is_tensor = True
+            if kind == 'Cutout':
+                shape = step['shape']
+                h, w = (shape, shape) if isinstance(shape, int) else shape
+                steps.append(_SquareErasing(step.get('prob', 0.5), (h, w),
+                                            step.get('pad_val', 128)))
+        else:
+            raise ValueError(f'no PIL/torchvision version of pipeline step {kind!r}')
+
+    def run(path):
+        out = path
+        for fn in steps:
+            out = fn(out)
+        return out
+    return run
+
+
+class _SquareErasing:
+    """Cutout for the torchvision pipeline: a ``size`` box filled with ``value``."""
+
+    def __init__(self, p, size, value):
+        from torchvision import transforms as T
+        self.p, self.size, self.value = p, size, value
+        self.erase = T.functional.erase
+
+    def __call__(self, img):
+        if torch.rand(()) >= self.p:
+            return img
+        h, w = img.shape[-2:]
+        bh, bw = min(self.size[0], h), min(self.size[1], w)
+        top = int(torch.randint(0, h - bh + 1, ()))
+        left = int(torch.randint(0, w - bw + 1, ()))
+        value = torch.tensor(self.value, dtype=img.dtype).reshape(-1, 1, 1)
+        return self.erase(img, top, left, bh, bw, value)
+
+
+@contextlib.contextmanager
+def one_core():
+    """Per-core figures: one torch and one OpenCV thread, restored afterwards."""
+    import cv2
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+
+
+def _cycle_batches(n, bs):
+    state = dict(start=0)
+
+    def take():
+        idx = [(state['start'] + i) % n for i in range(bs)]
+        state['start'] = (state['start'] + bs) % n
+        return idx
+    return take
+
+
+def _gpu_loader_cfg(loader_cfg):
+    loader_cfg = loader_cfg.copy()
+    loader_cfg['dataset'] = dict(loader_cfg['dataset'],
+                                 pipeline=[dict(type='LoadJPEGBytes'), dict(type='PackInputs')])
+    return loader_cfg
+
+
+def _loader_rate(loader, preprocess, iters, device, consume=None):
+    """img/s of ``iters`` batches (after one untimed batch: worker start-up)."""
+    it = iter(loader)
+    batch = preprocess(next(it))
+    if consume:
+        consume(batch)
+    _sync(device)
+    start, count = time.perf_counter(), 0
+    for _ in range(iters):
+        batch = preprocess(next(it))
+        if consume:
+            consume(batch)
+        count += len(batch['data_samples'])
+    _sync(device)
+    return count / (time.perf_counter() - start)
+
+
+def benchmark_data(cfg, model, bs, iters, workers, device, amp, gpu_path=None):
+    """The data rows for one batch size (img/s):
+    ``data`` / ``data_pil``: our CPU pipeline and the PIL + torchvision one on the same
+    files, per core (one thread, in this process, interleaved, best of ``iters``
+    batches); ``data_loader``: the config's loader with ``workers`` workers + the data
+    preprocessor; ``data_gpu``: loader reading bytes + ``GPUAugmentDataPreprocessor`` on
+    ``device``; ``e2e`` / ``e2e_gpu``: those loaders feeding our train step."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.runner import Runner
+    from mmpretrain.registry import DATASETS, MODELS
+
+    gpu_path = device.type == 'cuda' if gpu_path is None else gpu_path
+    loader_cfg = cfg.train_dataloader.copy()
+    loader_cfg['batch_size'] = bs
+    if workers is not None:
+        loader_cfg['num_workers'] = workers
+        loader_cfg['persistent_workers'] = workers > 0
+    dataset = DATASETS.build(loader_cfg['dataset'])
+    paths = [dataset.get_data_info(i)['img_path'] for i in range(len(dataset))]
+    pil = pil_pipeline(loader_cfg['dataset']['pipeline'])
+    ours, theirs = _cycle_batches(len(dataset), bs), _cycle_batches(len(dataset), bs)
+    with one_core():
+        timed = measure(dict(data=lambda: [dataset[i] for i in ours()],
+                             data_pil=lambda: [pil(paths[i]) for i in theirs()]),
+                        iters, 1)
+    out = dict(data_img_s=bs / timed['data']['best'],
+               data_pil_img_s=bs / timed['data_pil']['best'],
+               data_workers=loader_cfg['num_workers'])
+
+    model.to(device)
+    model.set_class_names(dataset.metainfo['classes'])
+    optim = build_optim_wrapper(model, dict(optimizer=dict(type='SGD', lr=1e-3)))
+
+    def step(batch):
+        model.train()
+        with (torch.autocast(device.type, dtype=torch.bfloat16) if amp
+              else contextlib.nullcontext()):
+            losses = model.loss(batch['inputs'], batch['data_samples'])
+        optim.update_params(sum(v for k, v in losses.items() if k.startswith('loss')))
+
+    def cpu_pre(batch):
+        return model.data_preprocessor(batch, training=True)
+
+    out['data_loader_img_s'] = _loader_rate(Runner.build_dataloader(loader_cfg), cpu_pre,
+                                            iters, device)
+    out['e2e_img_s'] = _loader_rate(Runner.build_dataloader(loader_cfg), cpu_pre, iters,
+                                    device, step)
+    out['data_gpu_img_s'] = out['e2e_gpu_img_s'] = None
+    if gpu_path:
+        gpu = MODELS.build(dict(type='GPUAugmentDataPreprocessor',
+                                train_pipeline=loader_cfg['dataset']['pipeline'],
+                                mean=model.data_preprocessor.mean.flatten().tolist(),
+                                std=model.data_preprocessor.std.flatten().tolist(),
+                                channels_last=device.type == 'cuda')).to(device)
+
+        def gpu_pre(batch):
+            return gpu(batch, training=True)
+        gpu_cfg = _gpu_loader_cfg(loader_cfg)
+        out['data_gpu_img_s'] = _loader_rate(Runner.build_dataloader(gpu_cfg), gpu_pre,
+                                             iters, device)
+        out['e2e_gpu_img_s'] = _loader_rate(Runner.build_dataloader(gpu_cfg), gpu_pre,
+                                            iters, device, step)
+    return out
+
+
+
 def _loadavg():
     try:
         with open('/proc/loadavg') as f:
@@ -370,10 +569,10 @@ def main(argv=None):
     results = benchmark_model(model, args.batch_size, num_classes, args.iters, args.warmup,
                               device, amp, args.channels_last)
     if args.data:
-        from data_benchmark import benchmark_data
         for result in results:
             result.update(benchmark_data(cfg, model, result['batch_size'], args.data_iters,
-                                         args.data_workers, device, amp))
+                                         args.data_workers, device, amp,
+                                         gpu_path=True if args.gpu_data else None))
     load_after = _loadavg()
     meta = dict(device=name, config=args.config, num_classes=num_classes,
                 image_size=list(_image_hw(model)),

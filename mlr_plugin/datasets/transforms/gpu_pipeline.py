@@ -86,9 +86,6 @@ class GPUBatchPipeline:
         self.cutout = None
         for step in pipeline:
             self._read_step(dict(step))
-        if self.size is None:
-            raise ValueError('GPUBatchPipeline: the pipeline has no Resize or '
-                             'RandomResizedCrop step to take the image size from')
         self.seed = seed
         self._generator = None
 
@@ -159,6 +156,12 @@ class GPUBatchPipeline:
     def geometry(self, images: Sequence[torch.Tensor], training: bool) -> torch.Tensor:
         """Each image resized (or, training with RandomResizedCrop, cropped and resized)
         to the pipeline's size: ``(N, 3, H, W)`` float 0..255."""
+        if self.size is None:
+            sizes = {tuple(img.shape[-2:]) for img in images}
+            if len(sizes) > 1:
+                raise ValueError(f'GPUBatchPipeline: images of sizes {sorted(sizes)} in one '
+                                 'batch and no Resize step in the pipeline to unify them')
+            return torch.stack(list(images)).float()
         out = []
         for img in images:
             if training and self.crop_scale is not None:

@@ -24,7 +24,8 @@ class GPUAugmentDataPreprocessor(BaseDataPreprocessor):
 
     Args:
         train_pipeline / test_pipeline (list[dict]): the CPU pipelines to reproduce
-            (``GPUBatchPipeline``); test_pipeline defaults to a resize to the train size.
+            (``GPUBatchPipeline``); test_pipeline defaults to a resize to the train size
+            (none if the train pipeline has none).
         mean / std (sequence): per-channel normalisation of 0..255 RGB images; default
             OpenAI CLIP's (every CLIP tag shipped here uses it; set them for others).
         channels_last (bool): hand the batch over in channels_last memory format (only
@@ -46,8 +47,8 @@ class GPUAugmentDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('std', torch.tensor(std).reshape(1, -1, 1, 1), False)
         self.train_pipeline = GPUBatchPipeline(train_pipeline, seed=seed)
         if test_pipeline is None:
-            h, w = self.train_pipeline.size
-            test_pipeline = [dict(type='Resize', scale=(w, h))]
+            size = self.train_pipeline.size
+            test_pipeline = [] if size is None else [dict(type='Resize', scale=size[::-1])]
         self.test_pipeline = GPUBatchPipeline(test_pipeline)
         self.channels_last = channels_last
 
