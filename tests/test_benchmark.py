@@ -216,6 +216,18 @@ def test_rows_faster_than_the_bound_are_flagged():
     assert fine['warnings'] == []
 
 
+def test_busy_cpu_machine_is_reported():
+    """The other cause of the old figures: 2 OpenMP threads on 2 cores with other
+    processes running. A CPU run on a machine busier than its cores says so."""
+    cpu = torch.device('cpu')
+    busy = bench.busy_warning(cpu, [16.0, 15.0, 12.0], [17.0, 16.0, 13.0], 2, cores=2)
+    assert len(busy) == 1 and 'load average 17.0 on 2 cores' in busy[0]
+    assert '--threads 1' in busy[0]
+    assert '--threads 1' not in bench.busy_warning(cpu, [16.0] * 3, None, 1, cores=2)[0]
+    assert bench.busy_warning(cpu, [1.5, 1, 1], [1.9, 1, 1], 2, cores=2) == []
+    assert bench.busy_warning(torch.device('cuda'), [16.0] * 3, None, 2, cores=2) == []
+
+
 def test_memory_is_each_rows_own_peak():
     """CPU memory per row is that row's own peak: a big batch first must not make the
     small batch after it report the big one's memory (a process-wide max RSS did)."""

@@ -514,6 +514,20 @@ def benchmark_data(cfg, model, bs, iters, workers, device, amp, gpu_path=None):
 
 
 
+def busy_warning(device, load_before, load_after, threads, cores=None):
+    """A CPU run on a machine with more runnable processes than cores: with several
+    OpenMP threads every parallel op waits for its slowest thread to be scheduled, so
+    figures drop many-fold and unevenly between rows (measured: the tower at 6.9 img/s
+    with 2 threads vs 467 img/s with 1 thread under a load of 16 on 2 cores)."""
+    cores = cores or os.cpu_count() or 1
+    loads = [x[0] for x in (load_before, load_after) if x]
+    if device.type != 'cpu' or not loads or max(loads) <= cores:
+        return []
+    hint = ' use --threads 1 and compare ratios,' if threads > 1 else ''
+    return [f'the machine is busy (load average {max(loads):.1f} on {cores} cores): '
+            f'absolute img/s are unreliable;{hint} or rerun on a quiet machine']
+
+
 def _loadavg():
     try:
         with open('/proc/loadavg') as f:
@@ -581,6 +595,9 @@ def main(argv=None):
                 threads=torch.get_num_threads(), timed_rounds=args.iters,
                 loadavg_before=load_before, loadavg_after=load_after)
     results = [add_ratios(dict(r, **meta)) for r in results]
+    busy = busy_warning(device, load_before, load_after, torch.get_num_threads())
+    for r in results:
+        r['warnings'] += busy
     print_table(results, f'config: {args.config}\ndevice: {name}  precision: '
                 f'{meta["precision"]}  classes: {num_classes}  image size: '
                 f'{meta["image_size"]}  load average: {load_before} -> {load_after}')
