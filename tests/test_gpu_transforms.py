@@ -305,3 +305,22 @@ def test_preprocessor_matches_the_cpu_test_path_and_augments_in_training(tmp_pat
     again = MODELS.build(dict(type='GPUAugmentDataPreprocessor', train_pipeline=train,
                               seed=0))(data, training=True)['inputs']
     torch.testing.assert_close(again, aug)
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_decode_turns_exif_oriented_jpegs_upright_as_opencv(tmp_path, orientation):
+    """nvJPEG ignores EXIF orientation, so the GPU path applies it from the header
+    itself (on every device); OpenCV's decode is the reference. Within 2 levels."""
+    from PIL import Image
+
+    from mlr_plugin.datasets.transforms import GPUBatchPipeline, LoadImageCV2, LoadJPEGBytes
+    path = tmp_path / f'o{orientation}.jpg'
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(_image(32, 48)).save(path, quality=95, exif=exif.tobytes())
+    data = LoadJPEGBytes()(dict(img_path=str(path)))
+    ours = GPUBatchPipeline.decode([data['img']], 'cpu')[0].permute(1, 2, 0).numpy()
+    ref = LoadImageCV2(to_rgb=True)(dict(img_path=str(path)))
+    assert ours.shape == ref['img'].shape and data['ori_shape'] == ref['ori_shape']
+    diff = np.abs(ours.astype(int) - ref['img'].astype(int))
+    assert diff.max() <= 2, diff.max()

@@ -16,7 +16,7 @@ from mmengine import fileio
 from mmpretrain.registry import TRANSFORMS
 
 from . import gpu_ops
-from .loading import jpeg_size
+from .loading import jpeg_header
 
 # mmpretrain's RandAugment 'timm_increasing' policies: (op, magnitude range, signed),
 # signed = the CPU op negates the magnitude with probability 0.5.
@@ -52,13 +52,26 @@ class LoadJPEGBytes(BaseTransform):
     def transform(self, results: dict) -> dict:
         path = results['img_path']
         data = fileio.get(path, backend_args=self.backend_args)
-        size = jpeg_size(data)
-        if size is None:
+        header = jpeg_header(data)
+        if header is None:
             raise OSError(f'not a JPEG file: {path} (the GPU data path decodes JPEG only; '
                           'use the CPU pipeline for other formats)')
+        height, width, orientation = header
         results['img'] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        results['ori_shape'] = results['img_shape'] = size
+        results['ori_shape'] = results['img_shape'] = \
+            (width, height) if orientation >= 5 else (height, width)
         return results
+
+
+def apply_exif_orientation(img: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Turn a decoded ``(C, H, W)`` image upright for EXIF orientation 1..8, as OpenCV's
+    decoder does (torchvision's nvJPEG decode does not apply it)."""
+    if orientation >= 5:  # 5..8: the stored frame is transposed
+        img = img.transpose(-1, -2)
+        return {5: img, 6: img.flip(-1), 7: img.flip(-1).flip(-2), 8: img.flip(-2)}[
+            orientation]
+    return {1: img, 2: img.flip(-1), 3: img.flip(-1).flip(-2), 4: img.flip(-2)}.get(
+        orientation, img)
 
 
 def _pad_val(value):
@@ -140,16 +153,18 @@ class GPUBatchPipeline:
     # ------------------------------------------------------------------ steps
     @staticmethod
     def decode(inputs: Sequence[torch.Tensor], device) -> List[torch.Tensor]:
-        """JPEG byte tensors -> ``(3, h, w)`` uint8 RGB on ``device`` (one batched call);
-        already decoded images pass through."""
-        encoded = [x for x in inputs if x.dim() == 1]
+        """JPEG byte tensors -> upright ``(3, h, w)`` uint8 RGB on ``device`` (one batched
+        call); already decoded images pass through."""
+        encoded = [x.cpu() for x in inputs if x.dim() == 1]
         decoded = []
         if encoded:
             from torchvision.io import ImageReadMode, decode_jpeg
             with warnings.catch_warnings():  # torchvision 0.29 points to TorchCodec
                 warnings.filterwarnings('ignore', 'The image decoding', DeprecationWarning)
-                decoded = decode_jpeg([x.cpu() for x in encoded], mode=ImageReadMode.RGB,
-                                      device=device, apply_exif_orientation=True)
+                decoded = decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device)
+            # EXIF orientation from the header here, on both devices alike
+            decoded = [apply_exif_orientation(img, jpeg_header(x.numpy().tobytes())[2])
+                       for img, x in zip(decoded, encoded)]
         it = iter(decoded)
         return [next(it) if x.dim() == 1 else x.to(device) for x in inputs]
 
