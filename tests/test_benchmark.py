@@ -152,6 +152,17 @@ def test_reference_step_encodes_full_length_text_of_every_class_and_restores():
     assert 'encode_prompt_embeddings' not in vars(model.backbone)
 
 
+def test_reference_step_turns_class_chunking_off_where_a_module_has_it():
+    model = _tiny_model()
+    model.head.class_chunk_size = 2  # as the chunked heads (branch speed_scale) have it
+    seen = []
+    with bench.plain_text_encoding(model):
+        seen.append(model.head.class_chunk_size)
+        assert not hasattr(model.prompt_learner, 'encode_chunk_size') or \
+            model.prompt_learner.encode_chunk_size is None
+    assert seen == [None] and model.head.class_chunk_size == 2
+
+
 def test_cache_step_skips_the_image_tower_and_computes_the_same_loss():
     model = _tiny_model()
     rows = _rows(model)

@@ -176,21 +176,34 @@ class _RowPeak:
         return False
 
 
+# switches of the scaled text/head paths that the plain reference turns off where a
+# module has them: (module attribute of the classifier, its attribute)
+_CHUNKING = (('prompt_learner', 'encode_chunk_size'), ('head', 'class_chunk_size'))
+
+
 @contextlib.contextmanager
 def plain_text_encoding(model):
     """The text side as the public DualCoOp code runs it: every class's prompts at the
-    full context length (no truncation at the longest prompt, no class sampling)."""
+    full context length (no truncation at the longest prompt, no class sampling, no
+    class chunking)."""
     backbone = model.backbone
     encode = backbone.encode_prompt_embeddings
-    saved = model.num_train_classes
+    saved = dict(num_train_classes=model.num_train_classes)
     backbone.encode_prompt_embeddings = \
         lambda embeds, tokens, truncate=True: encode(embeds, tokens, truncate=False)
     model.num_train_classes = None
+    chunking = [(getattr(model, owner), name) for owner, name in _CHUNKING
+                if hasattr(getattr(model, owner), name)]
+    for module, name in chunking:
+        saved[(module, name)] = getattr(module, name)
+        setattr(module, name, None)
     try:
         yield
     finally:
         del backbone.encode_prompt_embeddings  # back to the class's method
-        model.num_train_classes = saved
+        model.num_train_classes = saved['num_train_classes']
+        for module, name in chunking:
+            setattr(module, name, saved[(module, name)])
 
 
 def cached_features(model, inputs):
@@ -432,8 +445,12 @@ def _gpu_loader_cfg(loader_cfg):
 
 
 def _loader_rate(loader, preprocess, iters, device, consume=None):
-    """img/s of ``iters`` batches (after one untimed batch: worker start-up)."""
-    it = iter(loader)
+    """img/s of ``iters`` batches (after one untimed batch: worker start-up); a small
+    dataset is read again, epoch after epoch."""
+    def endless():
+        while True:
+            yield from loader
+    it = endless()
     batch = preprocess(next(it))
     if consume:
         consume(batch)
@@ -448,7 +465,8 @@ def _loader_rate(loader, preprocess, iters, device, consume=None):
     return count / (time.perf_counter() - start)
 
 
-def benchmark_data(cfg, model, bs, iters, workers, device, amp, gpu_path=None):
+def benchmark_data(cfg, model, bs, iters, workers, device, amp, gpu_path=None,
+                   channels_last=False):
     """The data rows for one batch size (img/s):
     ``data`` / ``data_pil``: our CPU pipeline and the PIL + torchvision one on the same
     files, per core (one thread, in this process, interleaved, best of ``iters``
@@ -501,7 +519,7 @@ def benchmark_data(cfg, model, bs, iters, workers, device, amp, gpu_path=None):
                                 train_pipeline=loader_cfg['dataset']['pipeline'],
                                 mean=model.data_preprocessor.mean.flatten().tolist(),
                                 std=model.data_preprocessor.std.flatten().tolist(),
-                                channels_last=device.type == 'cuda')).to(device)
+                                channels_last=channels_last)).to(device)
 
         def gpu_pre(batch):
             return gpu(batch, training=True)
@@ -523,9 +541,9 @@ def busy_warning(device, load_before, load_after, threads, cores=None):
     loads = [x[0] for x in (load_before, load_after) if x]
     if device.type != 'cpu' or not loads or max(loads) <= cores:
         return []
-    hint = ' use --threads 1 and compare ratios,' if threads > 1 else ''
+    hint = 'use --threads 1 and compare ratios, or ' if threads > 1 else ''
     return [f'the machine is busy (load average {max(loads):.1f} on {cores} cores): '
-            f'absolute img/s are unreliable;{hint} or rerun on a quiet machine']
+            f'absolute img/s are unreliable; {hint}rerun on a quiet machine']
 
 
 def _loadavg():
@@ -554,8 +572,10 @@ def print_table(results, header):
                 continue
             rate = r[f'{key}_img_s']
             frac = r.get(f'{key}_vs_bound', 1.0 if key == 'bound' else None)
-            note = ' (not measured)' if rate is None else ''
-            print(f'  {label:>13} {_fmt(rate, "10.1f")} {_fmt(frac, "8.1%")}{note}')
+            if rate is None:
+                print(f'  {label:>13} {"not measured":>19}')
+                continue
+            print(f'  {label:>13} {_fmt(rate, "10.1f")} {_fmt(frac, "8.1%")}')
         for key in ('step_vs_reference', 'cache_vs_step', 'data_vs_pil'):
             if key in r:
                 print(f'  {key} = {r[key]:.2f}x')
@@ -586,7 +606,8 @@ def main(argv=None):
         for result in results:
             result.update(benchmark_data(cfg, model, result['batch_size'], args.data_iters,
                                          args.data_workers, device, amp,
-                                         gpu_path=True if args.gpu_data else None))
+                                         gpu_path=True if args.gpu_data else None,
+                                         channels_last=args.channels_last))
     load_after = _loadavg()
     meta = dict(device=name, config=args.config, num_classes=num_classes,
                 image_size=list(_image_hw(model)),
