@@ -23,7 +23,7 @@ from mlr_plugin.datasets.demo_world import generate_demo_world
 from mlr_plugin.datasets.feature_cache import (FeatureCacheReader, read_manifest,
                                                view_seed)
 from mlr_plugin.datasets.seeding import SeededIndex, sample_seed, seeded_rng
-from mlr_plugin.engine.feature_cache import build_feature_cache
+from mlr_plugin.engine.feature_cache import build_feature_cache, distinct_views
 from mlr_plugin.models.clip import OpenCLIPBackbone
 from mlr_plugin.models.feature_cache import FeatureCachePreprocessor, backbone_fingerprint
 
@@ -65,9 +65,10 @@ def demo_cfg(world, flip=True, **backbone):
 
 
 def cached_dataset(cfg, root, split, **kwargs):
-    inner = cfg[f'{split}_dataloader'].dataset.to_dict()
-    return DATASETS.build(dict(type='CachedFeatureDataset', dataset=inner, root=str(root),
-                               split=split, **kwargs))
+    images = cfg[f'{split}_dataloader'].dataset.to_dict()
+    return DATASETS.build(dict(images, type='CachedFeatureDataset',
+                               image_dataset=images['type'],
+                               feature_cache=dict(root=str(root), split=split, **kwargs)))
 
 
 def build_model(cfg, seed=0):
@@ -165,9 +166,11 @@ def test_round_trip_and_views(world, flip_cache, capsys):
             assert cached[key].dtype == np.float16 and cached[key].shape == shape
             np.testing.assert_allclose(cached[key].astype(np.float32), ref[key],
                                        rtol=2 ** -10, atol=1e-6)
-    # the views are augmented: some image has a view unlike its view 0 (a flip)
-    assert any(not np.array_equal(reader.read(i, v)['dense'], reader.read(i, 0)['dense'])
-               for i in range(10) for v in (1, 2))
+    # the views are augmented: some image has a view unlike its view 0 (a flip); views
+    # with the same flip are computed once, so they hold the same bytes
+    differs = [not np.array_equal(reader.read(i, v)['dense'], reader.read(i, 0)['dense'])
+               for i in range(10) for v in (1, 2)]
+    assert 0 < sum(differs) < len(differs)
     test = FeatureCacheReader(str(flip_cache), 'test').read(4, 0)
     np.testing.assert_allclose(test['global_feat'].astype(np.float32),
                                reference_features(model, images['test'], 4, 0)['global_feat'],
@@ -188,6 +191,14 @@ def test_round_trip_and_views(world, flip_cache, capsys):
         dataset[0]
     with pytest.raises(ValueError, match='num_views=4 but feature cache .* holds 3 views'):
         cached_dataset(cfg, flip_cache, 'train', num_views=4)
+
+
+def test_identical_views_go_through_the_tower_once():
+    a, b, c = (torch.full((3, 2, 2), v, dtype=torch.uint8) for v in (1, 2, 3))
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    unique, where = distinct_views([a, b, a, a, c], pairs)
+    # image 0: views 0 and 2 are the same; image 1's copy of `a` is its own view
+    assert unique == [0, 1, 3, 4] and where.tolist() == [0, 1, 0, 2, 3]
 
 
 def _files(root):
@@ -222,6 +233,8 @@ def test_resume_after_kill_gives_the_same_bytes(world, flip_cache, tmp_path, mon
     build_feature_cache(cfg, out=str(root), num_views=3, shard_size=4, batch_size=5)
     out = capsys.readouterr().out
     assert 'train (12/30 cached before): 18/18 views' in out and 'KiB in fp16' in out
+    computed = int(out.split('train: 18 views (')[1].split(' distinct')[0])
+    assert computed < 18  # 3 random flips of an image: at most 2 distinct views
     assert not list(root.rglob('*.partial'))
     assert _files(root) == _files(flip_cache)
 
@@ -238,11 +251,12 @@ def test_stale_cache_is_refused_naming_what_changed(world, flip_cache):
            'number of images': dict(ann_file='annotations/instances_test.json',
                                     data_prefix=dict(img_path='test'))})
     for name, change in changes.items():
-        inner = dict(cfg.train_dataloader.dataset.to_dict(), **change)
+        cfg = demo_cfg(world)
+        cfg.train_dataloader.dataset.update(change)
         with pytest.raises(ValueError, match=f'{where} {name} changed since it was built'):
-            DATASETS.build(dict(type='CachedFeatureDataset', dataset=inner,
-                                root=str(flip_cache), split='train'))
+            cached_dataset(cfg, flip_cache, 'train')
 
+    cfg = demo_cfg(world)
     dataset = cached_dataset(cfg, flip_cache, 'train')
     items = [dataset[SeededIndex(i, 0, 0)] for i in range(3)]
     build_model(cfg).extract_feat(  # the model that built it: accepted
@@ -260,6 +274,26 @@ def test_stale_cache_is_refused_naming_what_changed(world, flip_cache):
         FeatureCacheReader(str(flip_cache), 'extra')
 
 
+def test_what_cannot_be_cached_or_rebuilt_is_refused(world, flip_cache):
+    with pytest.raises(ValueError, match='trainable_vision_blocks=1.*cannot be cached'):
+        backbone_fingerprint(OpenCLIPBackbone('mlr-tiny-vit', trainable_vision_blocks=1))
+    mixup = FeatureCachePreprocessor(batch_augments=dict(augments=dict(type='Mixup',
+                                                                       alpha=0.8)))
+    cfg = demo_cfg(world)
+    batch = pseudo_collate([cached_dataset(cfg, flip_cache, 'test')[i] for i in range(2)])
+    with pytest.raises(ValueError, match='batch_augments .* cannot apply to cached features'):
+        mixup(batch, training=True)
+    # another number of views for an existing cache: refused, nothing is touched
+    before = _files(flip_cache)
+    with pytest.raises(ValueError, match=r'\(train\) was built with other settings '
+                       r'\(num_views 3 -> 2\): pass --overwrite'):
+        build_feature_cache(cfg, out=str(flip_cache), num_views=2, shard_size=4)
+    assert _files(flip_cache) == before
+    with pytest.raises(ValueError, match='not a CachedFeatureDataset: give the cache folder '
+                       'with --out'):
+        _load_tool('cache_features').main([str(REPO / 'configs/demo/dualcoop_p10.py')])
+
+
 # ------------------------------------------------------------------ training
 def _load_tool(name):
     import importlib.util
@@ -272,19 +306,18 @@ def _load_tool(name):
 def demo_options(world, cache_root=None):
     """configs/demo/dualcoop_p10[_cached].py on the tiny world, tiny CLIP, no flip (one
     view is then exactly the image), 2 epochs of 3 steps."""
-    inner = '.dataset' if cache_root else ''
-    opts = ['model.backbone.model_name=mlr-tiny-rn', f'model.backbone.pretrained={tiny_weights()}',
-            f'model.backbone.image_size={SIZE}', f'train_dataloader.dataset{inner}.pipeline.1.prob=0.0',
-            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2',
-            'default_hooks.logger.interval=1']
+    opts = ['model.backbone.model_name=mlr-tiny-rn',
+            f'model.backbone.pretrained={tiny_weights()}', f'model.backbone.image_size={SIZE}',
+            'train_dataloader.dataset.pipeline.1.prob=0.0', 'train_cfg.max_epochs=2',
+            'train_cfg.val_interval=2', 'default_hooks.logger.interval=1']
     for split in ('train', 'val', 'test'):
         loader = f'{split}_dataloader'
-        opts += [f'{loader}.dataset{inner}.data_root={world}', f'{loader}.num_workers=0',
+        opts += [f'{loader}.dataset.data_root={world}', f'{loader}.num_workers=0',
                  f'{loader}.persistent_workers=False', f'{loader}.batch_size=4']
         if cache_root:
-            opts.append(f'{loader}.dataset.root={cache_root}')
+            opts.append(f'{loader}.dataset.feature_cache.root={cache_root}')
     if cache_root:
-        opts.append('train_dataloader.dataset.num_views=1')
+        opts.append('train_dataloader.dataset.feature_cache.num_views=1')
     return opts
 
 

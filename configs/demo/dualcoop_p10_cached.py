@@ -9,15 +9,17 @@ from mmengine.config import read_base
 with read_base():
     from .dualcoop_p10 import *  # noqa: F401,F403
 
-# Labels are not cached (only images): every known_ratio of the demo shares this cache.
+# Only images are cached, not labels: every known_ratio of the demo can share this cache.
 feature_cache_root = 'data/feature_cache/demo_world_mlr-demo-rn_128'
 
-train_dataloader.dataset = dict(
-    type='CachedFeatureDataset', root=feature_cache_root, split='train', num_views=8,
-    dataset=train_dataloader.dataset)
-val_dataloader.dataset = dict(
-    type='CachedFeatureDataset', root=feature_cache_root, split='val',
-    dataset=val_dataloader.dataset)
-test_dataloader.dataset = dict(
-    type='CachedFeatureDataset', root=feature_cache_root, split='test',
-    dataset=test_dataloader.dataset)
+# The image datasets keep their settings (data_root, pipeline, labels): the cache is
+# checked against them, and is stale when the pipeline or the image list changed.
+train_dataloader.dataset.update(
+    type='CachedFeatureDataset', image_dataset=dataset_type,
+    feature_cache=dict(root=feature_cache_root, split='train', num_views=8))
+val_dataloader.dataset.update(
+    type='CachedFeatureDataset', image_dataset=dataset_type,
+    feature_cache=dict(root=feature_cache_root, split='val'))
+test_dataloader.dataset.update(
+    type='CachedFeatureDataset', image_dataset=dataset_type,
+    feature_cache=dict(root=feature_cache_root, split='test'))

@@ -19,7 +19,7 @@ the same in every worker, process count and resumed run).
 import hashlib
 import json
 import os.path as osp
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -131,25 +131,36 @@ class FeatureCacheReader:
 class CachedFeatureDataset(torch.utils.data.Dataset):
     """A multi-label dataset whose samples are cached image-tower outputs.
 
+    Configured as the image dataset it replaces, plus two keys (so ``data_root``,
+    ``pipeline``... and every ``--cfg-options`` on them stay where they were)::
+
+        dataset.update(type='CachedFeatureDataset', image_dataset='CocoMultiLabel',
+                       feature_cache=dict(root='data/cache/x', split='train', num_views=8))
+
     ``inputs`` is ``{dense, global_feat[, prefix_tokens]}`` (fp16 tensors) plus the
     cache's record (checked against the model's backbone by the classifier),
-    ``data_samples`` carries ``gt_score`` (from ``dataset``, so label simulations apply
-    as configured), ``img_path`` and ``sample_idx``.
+    ``data_samples`` carries ``gt_score`` (label simulations apply as configured),
+    ``img_path`` and ``sample_idx``.
 
     Args:
-        dataset (dict): the image dataset the cache was built from (its config, pipeline
-            included: the cache is stale if the pipeline or the image list changed).
-            Its images are not read (``check_images`` is turned off).
-        root (str): the cache folder.
-        split (str): the split of the cache to read ('train', 'val' or 'test').
-        num_views (int, optional): use the first ``num_views`` views (default: all).
+        image_dataset (str): type of the image dataset the cache was built from; the
+            other arguments are its own (the pipeline and the image list must be those
+            the cache was built with, else it is stale). Its images are not read
+            (``check_images`` is turned off).
+        feature_cache (dict): ``root`` (the cache folder), ``split`` ('train', 'val' or
+            'test') and optionally ``num_views`` (use the first ``num_views`` views;
+            default all).
     """
 
-    def __init__(self, dataset: dict, root: str, split: str,
-                 num_views: Optional[int] = None, lazy_init: bool = False):
-        self.dataset_cfg = dict(dataset)
-        self.root, self.split = root, split
-        self.requested_views = num_views
+    def __init__(self, image_dataset: str, feature_cache: dict, lazy_init: bool = False,
+                 **dataset):
+        unknown = set(feature_cache) - {'root', 'split', 'num_views'}
+        if unknown or not {'root', 'split'} <= set(feature_cache):
+            raise ValueError(f'feature_cache must be dict(root=..., split=...[, num_views=...]), '
+                             f'got {dict(feature_cache)}')
+        self.dataset_cfg = dict(dataset, type=image_dataset)
+        self.root, self.split = feature_cache['root'], feature_cache['split']
+        self.requested_views = feature_cache.get('num_views')
         self._fully_initialized = False
         if not lazy_init:
             self.full_init()

@@ -1,12 +1,14 @@
 """Building a feature cache (docs/feature_cache.md): the frozen image tower runs once per
 image and augmented view; what training would compute every epoch is stored in fp16.
 
-Resumable: shards are written to ``*.partial`` files and renamed when complete, and
+Views of an image that came out identical (a random flip has two outcomes) run through
+the tower once. Resumable: shards are written to ``*.partial`` files and renamed when complete, and
 the manifest (written atomically) lists the finished ones; a rerun skips those and
 redoes everything else, so an interrupted build and an uninterrupted one end with the
 same bytes. The format and the dataset that reads it: :mod:`mlr_plugin.datasets.feature_cache`.
 """
 import glob
+import hashlib
 import os
 import os.path as osp
 import sys
@@ -35,7 +37,9 @@ def cache_settings(cfg, split: str) -> Tuple[dict, Optional[str], Optional[int]]
         raise KeyError(f'the config has no {split}_dataloader.dataset to cache')
     dataset = to_plain(loader['dataset'])
     if dataset.get('type') == 'CachedFeatureDataset':
-        return dataset['dataset'], dataset.get('root'), dataset.get('num_views')
+        cache = dataset.pop('feature_cache')
+        dataset['type'] = dataset.pop('image_dataset')
+        return dataset, cache.get('root'), cache.get('num_views')
     return dataset, None, None
 
 
@@ -230,17 +234,21 @@ def _build_split(backbone, preprocessor, dataset, info, manifest, root, split, s
                                          num_workers=num_workers, collate_fn=pseudo_collate)
     progress = Progress(remaining, f'{split} ({total - remaining}/{total} cached before)'
                         if remaining < total else split, stream)
-    maps, current = None, None
+    maps, current, computed = None, None, 0
     for batch, shard, pairs in zip(loader, shard_of_batch, batches):
         if shard != current:
             maps, current = _open_shard(folder, shard, info, num_images), shard
-        data = preprocessor(batch, False)
+        unique, where = distinct_views(batch['inputs'], pairs)
+        computed += len(unique)
+        data = preprocessor(dict(inputs=[batch['inputs'][j] for j in unique],
+                                 data_samples=[batch['data_samples'][j] for j in unique]),
+                            False)
         with torch.no_grad():
             feats = backbone(data['inputs'])
         rows = np.array([i - shard * size for i, _ in pairs])
         cols = np.array([v for _, v in pairs])
         for key, target in maps.items():
-            values = feats[key].float().cpu().numpy().astype(np.float16)
+            values = feats[key].float().cpu().numpy().astype(np.float16)[where]
             if not np.isfinite(values).all():
                 raise ValueError(f'{key} features overflow fp16 (|x| > 65504) in split '
                                  f'{split}; they cannot be cached in fp16')
@@ -251,9 +259,29 @@ def _build_split(backbone, preprocessor, dataset, info, manifest, root, split, s
             info['done_shards'] = sorted(set(info['done_shards']) | {shard})
             write_json_atomic(manifest, osp.join(root, MANIFEST), indent=1)
     seconds = progress.close()
-    stream.write(f'{split}: {remaining} views in {seconds:.1f} s '
-                 f'({remaining / max(seconds, 1e-9):.1f} views/s)\n')
+    stream.write(f'{split}: {remaining} views ({computed} distinct, run through the tower) '
+                 f'in {seconds:.1f} s ({remaining / max(seconds, 1e-9):.1f} views/s)\n')
     stream.flush()
+
+
+def distinct_views(images: Sequence[torch.Tensor], pairs: Sequence[Tuple[int, int]]):
+    """Views of one image that the pipeline made identical (a flip-only pipeline has
+    two distinct views) go through the tower once.
+
+    Returns:
+        (positions of the views to compute, for every view the index of its features
+        among those).
+    """
+    first, unique, where = {}, [], []
+    for pos, (image, (index, _)) in enumerate(zip(images, pairs)):
+        data = image.detach().cpu().contiguous()
+        key = (index, tuple(data.shape), str(data.dtype),
+               hashlib.blake2b(data.numpy().tobytes(), digest_size=16).digest())
+        if key not in first or not torch.equal(images[unique[first[key]]].cpu(), data):
+            first[key] = len(unique)
+            unique.append(pos)
+        where.append(first[key])
+    return unique, np.asarray(where)
 
 
 def _open_shard(folder, shard, info, num_images) -> Dict[str, np.ndarray]:

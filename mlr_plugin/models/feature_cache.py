@@ -109,6 +109,9 @@ class FeatureCachePreprocessor(ClsDataPreprocessor):
         inputs = data['inputs']
         if not isinstance(inputs, Mapping):
             return super().forward(data, training)
+        if training and self.batch_augments is not None:
+            raise ValueError('batch_augments (mixup, cutmix...) mix images: they cannot '
+                             'apply to cached features; train from images or drop them')
         batch = {}
         for key, values in inputs.items():
             if key == FINGERPRINT_KEY:
