@@ -36,7 +36,8 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))  # tools/, for _bootstrap
+from _bootstrap import cli  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -74,12 +75,15 @@ def parse_args(argv=None):
     parser.add_argument('--json', default=None, metavar='OUT',
                         help='write one object per batch size to this JSON file')
     parser.add_argument('--cfg-options', nargs='+', default=None, metavar='KEY=VALUE')
+    cli.add_debug_arg(parser)
     args = parser.parse_args(argv)
     for name in ('iters', 'data_iters'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     if min(args.batch_size) < 1:
         parser.error('--batch-size must be >= 1')
+    cli.check_config(args.config)  # a typo costs a fraction of a second
+    cli.check_cfg_options(args.cfg_options)
     return args
 
 
@@ -629,4 +633,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    cli.run_cli(main)

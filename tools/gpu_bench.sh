@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU rows of docs/benchmark.md in one run (about 6-8 minutes on one H100/H200):
+# The GPU rows of docs/benchmark.md in one run (estimated 5-8 minutes on one H100/H200;
+# not yet run on a GPU: QUICK=1 below ran every step on the CPU):
 #   OUT=/path/to/results bash tools/gpu_bench.sh
 # Needs a CUDA build of torch/torchvision in $PY (default: python) and no internet: the
 # RN101 tower runs with random weights (speed does not depend on their values) and the
