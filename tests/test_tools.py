@@ -287,20 +287,6 @@ def test_dist_train_two_cpu_processes(world, tmp_path):
         torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-6)
 
 
-def test_benchmark_reports_tower_train_and_inference_throughput(capsys):
-    bench = _load_tool('benchmark')
-    rows = bench.main([str(REPO / 'configs/dualcoop/coco_p30.py'), '--batch-size', '2', '4',
-                       '--iters', '1', '--warmup', '0', '--device', 'cpu',
-                       '--num-classes', '5', '--cfg-options',
-                       *small_model_options()[:3], 'model.prompt_learner.num_classes=5'])
-    assert [r['batch'] for r in rows] == [2, 4]
-    for r in rows:
-        for key in ('tower', 'train', 'infer', 'train_ratio', 'infer_ratio', 'mem'):
-            assert math.isfinite(r[key]) and r[key] > 0, key
-    out = capsys.readouterr().out
-    assert 'train/tower' in out and 'infer/tower' in out and 'peak MB' in out
-
-
 # ------------------------------------------------------------------ runs that must not
 # exit 0 with wrong results, interruptions (issue 16, items 4a, 6, 8)
 def _p30_options(world):
@@ -391,18 +377,6 @@ def test_ctrl_c_in_a_training_process_prints_one_line_and_exits_130(world, tmp_p
     last = err.strip().splitlines()[-1]
     assert re.fullmatch(r'interrupted at iteration \d+; rerun with --resume to continue '
                         rf'from {re.escape(str(work))}/epoch_\d+\.pth', last), last
-
-
-def test_benchmark_memory_is_each_rows_own_peak():
-    """CPU memory per row is that row's own peak: a big batch first must not make the
-    small batch after it report the big one's memory (a process-wide max RSS did)."""
-    bench = _load_tool('benchmark')
-    rows = bench.main([str(REPO / 'configs/dualcoop/coco_p30.py'), '--batch-size', '256', '1',
-                       '--iters', '1', '--warmup', '0', '--device', 'cpu',
-                       '--num-classes', '5', '--cfg-options',
-                       *small_model_options()[:3], 'model.prompt_learner.num_classes=5'])
-    big, small = rows[0]['mem'], rows[1]['mem']
-    assert small < big - 20, (big, small)
 
 
 def test_failed_run_leaves_no_run_folder_in_the_default_work_dir(world, tmp_path, monkeypatch):

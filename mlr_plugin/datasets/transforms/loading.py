@@ -42,6 +42,15 @@ def jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
     Honours the EXIF orientation as OpenCV's decoder does: orientations 5..8 (a 90 degree
     turn) swap the stored frame's height and width.
     """
+    header = jpeg_header(data)
+    if header is None:
+        return None
+    height, width, orientation = header
+    return (width, height) if orientation >= 5 else (height, width)
+
+
+def jpeg_header(data: bytes) -> Optional[Tuple[int, int, int]]:
+    """(stored height, stored width, EXIF orientation 1..8) of a JPEG; None if not one."""
     if data[:2] != b'\xff\xd8':
         return None
     pos = 2
@@ -62,7 +71,7 @@ def jpeg_size(data: bytes) -> Optional[Tuple[int, int]]:
         if marker in _SOF_MARKERS:
             height = int.from_bytes(data[pos + 5:pos + 7], 'big')
             width = int.from_bytes(data[pos + 7:pos + 9], 'big')
-            return (width, height) if orientation >= 5 else (height, width)
+            return height, width, orientation
         if marker == 0xDA:  # start of scan before any frame header: give up
             return None
         pos += 2 + length

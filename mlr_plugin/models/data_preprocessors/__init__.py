@@ -1,0 +1,3 @@
+from .gpu_augment import GPUAugmentDataPreprocessor
+
+__all__ = ['GPUAugmentDataPreprocessor']
