@@ -378,3 +378,39 @@ def test_embed_dim_must_match_the_backbone():
     with pytest.raises(ValueError, match='head.embed_dim is 16 but backbone mlr-tiny-rn '
                                          'gives 32-d features'):
         tiny_model(head=dict(type='TRMMLHead', num_classes=len(NAMES), embed_dim=16))
+
+
+def test_one_cycle_scheduler_state_loads_weights_only(tmp_path):
+    """TRM-ML's schedule (OneCycle): mmengine's OneCycleLR saves a bound method, which
+    the weights-only loader refuses; PlainOneCycleLR saves plain data and resumes to the
+    same learning rates."""
+    import pickle
+
+    from mmengine.optim.scheduler import OneCycleLR
+
+    from mlr_plugin.engine.lr_schedulers import PlainOneCycleLR
+
+    def make(cls):
+        param = torch.nn.Parameter(torch.zeros(1))
+        optim = torch.optim.AdamW([param], lr=1e-3)
+        return optim, cls(optim, eta_max=1e-3, total_steps=10)
+
+    _, plain = make(OneCycleLR)
+    torch.save(plain.state_dict(), tmp_path / 'mmengine.pth')
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / 'mmengine.pth', weights_only=True)
+
+    optim, sched = make(PlainOneCycleLR)
+    for _ in range(4):
+        optim.step()
+        sched.step()
+    torch.save(sched.state_dict(), tmp_path / 'plain.pth')
+    optim2, resumed = make(PlainOneCycleLR)
+    resumed.load_state_dict(torch.load(tmp_path / 'plain.pth', weights_only=True))
+    optim2.load_state_dict(optim.state_dict())
+    for _ in range(4):
+        optim.step()
+        sched.step()
+        optim2.step()
+        resumed.step()
+        assert optim.param_groups[0]['lr'] == optim2.param_groups[0]['lr']

@@ -9,11 +9,13 @@ import torch.multiprocessing as mp
 from test_trm_ml import _images, _samples, tiny_model
 
 # class 0 is positive in every image: its queue (length 3) overflows in every step, so
-# what stays in it depends on the push order across processes
+# what stays in it depends on the push order across processes. 5 images: the processes
+# hold 3 and 2 of them (uneven shares, as a last batch can be).
 GT = torch.tensor([[1., 0., -1., 0., 1.],
                    [1., 1., -1., -1., 0.],
                    [1., 0., 1., 0., -1.],
-                   [1., 0., 0., 1., 1.]])
+                   [1., 0., 0., 1., 1.],
+                   [1., -1., 1., 0., 0.]])
 
 STEPS = 3
 BANK = ('queue', 'queue_ptr', 'queue_len', 'thresholds', 'threshold_seen')
@@ -26,7 +28,7 @@ def _train(model, rows, wrap=None):
     trained = wrap(model) if wrap else model
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
-    x = _images()[rows]
+    x = _images(len(GT))[rows]
     samples = [s for i, s in enumerate(_samples(GT)) if i in rows]
     banks = []
     for step in range(STEPS):

@@ -4,3 +4,4 @@ from .hooks import ClassNamesHook  # noqa: F401
 from .lr_schedulers import WarmupCosineLR  # noqa: F401
 from .samplers import EpochSeededSampler  # noqa: F401
 from .visualizer import MLRVisualizer  # noqa: F401
+from .lr_schedulers import PlainOneCycleLR  # noqa: F401

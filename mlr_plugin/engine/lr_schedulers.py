@@ -1,7 +1,11 @@
-"""Closed-form learning-rate schedules that mmengine's chained schedulers cannot state
-exactly."""
+"""Learning-rate schedules mmengine lacks: closed forms its chained schedulers cannot state
+exactly (``WarmupCosineLR``), and a ``OneCycleLR`` whose checkpoint state is plain data
+(``PlainOneCycleLR``: mmengine's keeps its annealing function, a bound method, in the state
+it saves, which ``torch.load(weights_only=True)`` refuses, so such a run could not be
+tested or resumed from its own checkpoints)."""
 import math
 
+from mmengine.optim.scheduler import OneCycleLR
 from mmengine.optim.scheduler.lr_scheduler import LRSchedulerMixin
 from mmengine.optim.scheduler.param_scheduler import INF, _ParamScheduler
 from mmpretrain.registry import PARAM_SCHEDULERS
@@ -63,3 +67,24 @@ class WarmupCosineLR(LRSchedulerMixin, _ParamScheduler):
 
     def _get_value(self):
         return [base * self.factor(self.last_step) for base in self.base_values]
+
+
+@PARAM_SCHEDULERS.register_module()
+class PlainOneCycleLR(OneCycleLR):
+    """mmengine's ``OneCycleLR`` (same arguments and values) whose ``state_dict`` holds
+    the annealing strategy's name instead of the function."""
+
+    def __init__(self, *args, anneal_strategy: str = 'cos', **kwargs):
+        super().__init__(*args, anneal_strategy=anneal_strategy, **kwargs)
+        self.anneal_strategy = anneal_strategy
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state.pop('anneal_func', None)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        strategy = state_dict.get('anneal_strategy', self.anneal_strategy)
+        super().load_state_dict(state_dict)
+        self.anneal_func = (self._annealing_cos if strategy == 'cos'
+                            else self._annealing_linear)

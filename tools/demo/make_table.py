@@ -44,6 +44,8 @@ ROWS = [  # (label, config, metric prefix)
     ('DualCoOp++, 10% labels', 'configs/demo/dualcoop_pp_p10.py', ''),
     ('DualCoOp, 100% labels', 'configs/demo/dualcoop_full.py', ''),
     ('Semantic decoupling + CSP, 10% labels', 'configs/demo/sd_csp_p10.py', ''),
+    ('TRM-ML, 10% labels', 'configs/demo/trm_ml_p10.py', ''),
+    ('TRM-ML, single positive label', 'configs/demo/trm_ml_single_positive.py', ''),
 ]
 
 

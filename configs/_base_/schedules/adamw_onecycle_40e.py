@@ -4,7 +4,7 @@ optim_wrapper = dict(
 )
 
 param_scheduler = [
-    dict(type='OneCycleLR', eta_max=5e-4, by_epoch=True, begin=0, end=40,
+    dict(type='PlainOneCycleLR', eta_max=5e-4, by_epoch=True, begin=0, end=40,
          convert_to_iter_based=True),
 ]
 

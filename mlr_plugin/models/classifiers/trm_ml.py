@@ -40,14 +40,20 @@ def _gather_rows(tensor: torch.Tensor) -> List[torch.Tensor]:
 
 
 def _gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
-    """Concatenated ``tensor`` of every process (equal shapes), gradient flowing back to
-    each process's own rows. Every process then computes the same global loss; after
-    DDP's gradient averaging this gives exactly the one-process gradient (the all-gather
-    backward sums the N identical upstream gradients of the local rows)."""
+    """Concatenated ``tensor`` of every process (any first dim), in rank order, gradient
+    flowing back to each process's own rows. Every process then computes the same
+    global loss; after DDP's gradient averaging this gives exactly the one-process
+    gradient (the all-gather backward sums the N identical upstream gradients of the
+    local rows)."""
     if world_size() == 1:
         return tensor
     from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(tensor.contiguous()))
+    sizes = [int(n) for n in torch.cat(_gather_rows(
+        torch.tensor([tensor.shape[0]], device=tensor.device)))]
+    # the autograd all-gather needs equal shapes: pad, gather, cut
+    pad = tensor.new_zeros((max(sizes) - tensor.shape[0], *tensor.shape[1:]))
+    chunks = all_gather(torch.cat([tensor, pad]).contiguous())
+    return torch.cat([chunk[:n] for chunk, n in zip(chunks, sizes)])
 
 
 def _sample_keys(data_samples: Sequence[DataSample], device) -> torch.Tensor:
