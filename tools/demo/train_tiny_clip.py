@@ -40,6 +40,10 @@ from mlr_plugin.datasets.demo_world import (DEMO_COLOURS, DEMO_SHAPES,  # noqa: 
 from mlr_plugin.fileio import atomic_open, write_json_atomic  # noqa: E402
 from tiny_clip_eval import evaluate_clip, load_demo_split  # noqa: E402
 
+# the demo CLIPs shipped in mlr_plugin/demo/: a ResNet one (DualCoOp family) and a ViT one
+# (MKT, whose student fine-tunes the last ViT blocks)
+DEMO_MODELS = ('mlr-demo-rn', 'mlr-demo-vit')
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -51,9 +55,10 @@ def parse_args(argv=None):
     parser.add_argument('--data', default=str(REPO_ROOT / 'data' / 'demo_world'),
                         help='demo world whose val split is reported (generated if missing)')
     parser.add_argument('--data-seed', type=int, default=0)
-    parser.add_argument('--model', default='mlr-demo-rn')
-    parser.add_argument('--out', default=str(REPO_ROOT / 'mlr_plugin' / 'demo' /
-                                             'mlr-demo-rn.safetensors'))
+    parser.add_argument('--model', default='mlr-demo-rn', choices=DEMO_MODELS,
+                        help='architecture (mlr_plugin/models/clip/model_configs/<name>.json)')
+    parser.add_argument('--out', default=None,
+                        help='weights file (default mlr_plugin/demo/<model>.safetensors)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument('--batch-size', type=int, default=64)
@@ -65,7 +70,10 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, default=2, help='torch threads (<= 2 here)')
     parser.add_argument('--eval-every', type=int, default=0,
                         help='also print val zero-shot mAP every N epochs (0: only at the end)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = str(REPO_ROOT / 'mlr_plugin' / 'demo' / f'{args.model}.safetensors')
+    return args
 
 
 # ------------------------------------------------------------------------ augmentation
@@ -249,7 +257,8 @@ def train(model, tokenizer, data, args, mean, std, val_data=None):
               f'lr {optimizer.param_groups[0]["lr"]:.2e}  {time.time() - start:.0f}s',
               flush=True)
         if val_data is not None and args.eval_every and (epoch + 1) % args.eval_every == 0:
-            metrics = evaluate_clip(model, tokenizer, val_data, mean, std)
+            metrics = evaluate_clip(model, tokenizer, val_data, mean, std,
+                                    model_name=args.model)
             print('  val: ' + '  '.join(f'{k} {v:.1f}' for k, v in metrics.items()
                                         if k != 'num_images'), flush=True)
     return dict(steps=step, final_loss=float(np.mean(losses)))
@@ -263,12 +272,12 @@ def _readable_by_all(path: Path):
     os.chmod(path, 0o666 & ~umask)
 
 
-def save_fp16_safetensors(model, path: Path) -> str:
+def save_fp16_safetensors(model, path: Path, model_name: str) -> str:
     """Write the state dict (floats as fp16) atomically; return its sha256."""
     from safetensors.torch import save
     state = {k: (v.half() if v.is_floating_point() else v).contiguous()
              for k, v in model.state_dict().items()}
-    payload = save(state, metadata=dict(format='pt', model='mlr-demo-rn'))
+    payload = save(state, metadata=dict(format='pt', model=model_name))
     with atomic_open(path, 'wb') as f:
         f.write(payload)
     _readable_by_all(path)
@@ -284,7 +293,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     import open_clip
 
-    import mlr_plugin  # noqa: F401  (registers the mlr-demo-rn config)
+    import mlr_plugin  # noqa: F401  (registers the demo model configs)
     from mlr_plugin.datasets.demo_world import generate_demo_world
 
     corpus_root, data_root = Path(args.corpus), Path(args.data)
@@ -310,18 +319,19 @@ def main(argv=None):
     train_time = time.time() - wall_start - data_time
 
     out = Path(args.out)
-    sha256 = save_fp16_safetensors(model, out)
+    sha256 = save_fp16_safetensors(model, out, args.model)
     # Report the numbers of what we ship: the fp16 file, loaded the way users load it.
     shipped = open_clip.create_model(args.model, pretrained=str(out))
-    metrics = evaluate_clip(shipped, tokenizer, val_split, mean, std)
+    metrics = evaluate_clip(shipped, tokenizer, val_split, mean, std,
+                            model_name=args.model)
     print('val (fp16 weights, reloaded): ' +
           '  '.join(f'{k} {v:.1f}' for k, v in metrics.items()), flush=True)
 
     card = dict(
         model=args.model, weights=out.name, sha256=sha256,
         size_bytes=out.stat().st_size, dtype='float16',
-        load='open_clip.create_model("mlr-demo-rn", pretrained=<this file>) after '
-             'import mlr_plugin; or pretrained="mlr_plugin://demo/mlr-demo-rn.safetensors" '
+        load=f'open_clip.create_model("{args.model}", pretrained=<this file>) after '
+             f'import mlr_plugin; or pretrained="mlr_plugin://demo/{out.name}" '
              'in mlr_plugin configs',
         preprocess=dict(image_size=128, mean=list(mean), std=list(std)),
         zero_shot_template='a photo of a {}.',
