@@ -1,6 +1,13 @@
-"""Pretrain the tiny demo CLIP (``mlr-demo-rn``) on CPU, on its own corpus of the demo world.
+"""Pretrain a tiny demo CLIP (``mlr-demo-rn`` or ``mlr-demo-vit``) on CPU, on its own corpus
+of the demo world.
 
     python tools/demo/train_tiny_clip.py   # generates data/demo_clip_corpus if missing
+    python tools/demo/train_tiny_clip.py --model mlr-demo-vit --epochs 6   # the ViT one
+
+Both architectures (mlr_plugin/models/clip/model_configs/) share the 64-d embedding and
+text tower; ``mlr-demo-rn`` has a 4-stage ResNet with attention pool (the DualCoOp
+family's dense features), ``mlr-demo-vit`` a 6-block ViT (width 64, patch 16: an 8 x 8
+grid at 128 px) whose last blocks MKT fine-tunes.
 
 The pretraining corpus is a separate world (``--corpus-seed 1``, 6000 images), not the
 demo world's train split: prompt learning later sees only 10% of the train labels, so
@@ -14,7 +21,7 @@ other's images, as identical captions would be). Each text also gets one hard ne
 (one object recoloured or reshaped) that only acts as a negative. Images get flips, small
 shifts and brightness jitter (never hue: colour is half of every class name). AdamW,
 warmup + cosine, fixed seeds, <= 2 threads. Then it saves fp16 safetensors atomically,
-reloads them with ``open_clip.create_model('mlr-demo-rn', pretrained=<file>)``, evaluates
+reloads them with ``open_clip.create_model(<model>, pretrained=<file>)``, evaluates
 that on the demo world's val split (see tiny_clip_eval.py) and writes a JSON card next to
 the weights.
 """
@@ -67,6 +74,11 @@ def parse_args(argv=None):
     parser.add_argument('--warmup-epochs', type=float, default=1.0)
     parser.add_argument('--mention-prob', type=float, default=0.35,
                         help='probability that a caption names a non-salient object')
+    parser.add_argument('--lock-text-from', default=None, metavar='SAFETENSORS',
+                        help='LiT: copy the text tower (token/positional embeddings, '
+                             'transformer, ln_final, text_projection) from these weights '
+                             'of a CLIP with the same text config and keep it frozen; only '
+                             'the image tower and the logit scale train')
     parser.add_argument('--threads', type=int, default=2, help='torch threads (<= 2 here)')
     parser.add_argument('--eval-every', type=int, default=0,
                         help='also print val zero-shot mAP every N epochs (0: only at the end)')
@@ -97,9 +109,12 @@ def augment(images: torch.Tensor, rng: np.random.RandomState, max_shift: int = 8
 
 # ---------------------------------------------------------------------------- training
 def param_groups(model, weight_decay: float):
-    """open_clip's rule: no weight decay on gains, biases, norms and the logit scale."""
+    """open_clip's rule: no weight decay on gains, biases, norms and the logit scale.
+    Frozen parameters (a locked text tower) are left out."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         skip = p.ndim < 2 or 'bn' in name or 'ln' in name or 'logit_scale' in name
         (no_decay if skip else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay),
@@ -111,6 +126,31 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
         return base_lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
+
+
+def lock_text_tower(model, path) -> list:
+    """LiT (Zhai et al. 2022): load the text tower of the CLIP weights at ``path`` into
+    ``model`` and freeze it; return the names loaded.
+
+    Why: a from-scratch ViT learns slowly on 6000 images; aligning it to a text space
+    that already separates the demo's colours and shapes (``mlr-demo-rn``'s, trained on
+    the same corpus) needs a fraction of the steps, and the text forward then needs no
+    backward. Both shipped CLIPs then share one text encoder.
+    """
+    from safetensors.torch import load_file
+    source = load_file(str(path))
+    own = model.state_dict()
+    text = {k: v for k, v in source.items()
+            if not k.startswith('visual.') and k not in ('logit_scale', 'logit_bias')}
+    mismatched = [k for k, v in text.items() if k not in own or own[k].shape != v.shape]
+    if mismatched or not text:
+        raise ValueError(f'--lock-text-from {path}: text tower does not fit this model '
+                         f'(mismatched keys: {mismatched[:3] or "no text weights"})')
+    model.load_state_dict(text, strict=False)
+    for name, p in model.named_parameters():
+        if name in text:
+            p.requires_grad_(False)
+    return sorted(text)
 
 
 def encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -242,9 +282,10 @@ def train(model, tokenizer, data, args, mean, std, val_data=None):
             x = (augment(x, rng) - mean_t) / std_t
             for group in optimizer.param_groups:
                 group['lr'] = lr_at(step, total, warmup, args.lr)
-            loss = multi_positive_clip_loss(model.encode_image(x),
-                                            encode_text_prefix(model, tokenizer(texts)),
-                                            positive, model.logit_scale)
+            with torch.set_grad_enabled(model.token_embedding.weight.requires_grad):
+                txt_feat = encode_text_prefix(model, tokenizer(texts))
+            loss = multi_positive_clip_loss(model.encode_image(x), txt_feat, positive,
+                                            model.logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -313,6 +354,10 @@ def main(argv=None):
           flush=True)
 
     model = open_clip.create_model(args.model, pretrained=None)
+    if args.lock_text_from:
+        locked = lock_text_tower(model, args.lock_text_from)
+        print(f'text tower ({len(locked)} tensors) locked from {args.lock_text_from}',
+              flush=True)
     tokenizer = open_clip.get_tokenizer(args.model)
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
     fit = train(model, tokenizer, train_split, args, mean, std, val_split)
@@ -356,6 +401,10 @@ def main(argv=None):
                                    'x[0.85, 1.15]',
                       hard_negatives='one object recoloured or reshaped per text',
                       final_train_loss=round(fit['final_loss'], 4),
+                      locked_text_tower=(None if not args.lock_text_from else dict(
+                          source=Path(args.lock_text_from).name,
+                          sha256=hashlib.sha256(
+                              Path(args.lock_text_from).read_bytes()).hexdigest())),
                       logit_scale=round(shipped.logit_scale.exp().item(), 2)),
         val_metrics={k: round(v, 2) for k, v in metrics.items()},
         wall_time_s=dict(data=round(data_time, 1), train=round(train_time, 1),
