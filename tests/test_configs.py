@@ -90,7 +90,7 @@ def test_config_loads_dumps_and_builds(path):
     # distinct model: the per-ratio configs share theirs).
     model_cfg = cfg.model.copy()
     if model_cfg.backbone.type == 'OpenCLIPBackbone':
-        tiny = 'mlr-tiny-vit' if model_cfg.backbone.model_name.startswith('ViT') else 'mlr-tiny-rn'
+        tiny = 'mlr-tiny-vit' if 'vit' in model_cfg.backbone.model_name.lower() else 'mlr-tiny-rn'
         model_cfg.backbone.update(model_name=tiny, pretrained=None, image_size=64)
     key = repr(model_cfg.to_dict())
     if key not in _BUILT:
