@@ -156,3 +156,42 @@ def test_mkt_stage1_learns_seen_classes_and_keeps_held_out_near_clip_zero_shot(w
 STEPS, BATCH = 150, 32
 RANK_FLOOR = 0.05  # measured drop: 0.787 -> 0.703 (0.084)
 HELD_OUT_SLACK = 5.0  # measured: 33.4 vs CLIP zero-shot 35.7 (-2.3)
+
+
+def _train_tool():
+    import importlib.util
+    import sys
+    tool_dir = Path(__file__).resolve().parents[1] / 'tools' / 'demo'
+    sys.path.insert(0, str(tool_dir))
+    try:
+        spec = importlib.util.spec_from_file_location('_demo_train_tiny_clip',
+                                                      tool_dir / 'train_tiny_clip.py')
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tool_dir))
+    return module
+
+
+def test_lock_text_tower_copies_and_freezes_only_the_text_side():
+    """train_tiny_clip --lock-text-from (how mlr-demo-vit was trained): the text tower
+    equals the source's, is frozen and left out of the optimizer; the image tower and
+    the logit scale still train; a text tower of another shape is a one-line error."""
+    import open_clip
+    from safetensors.torch import load_file
+    train = _train_tool()
+    rn = Path(mlr_plugin.__file__).parent / 'demo' / 'mlr-demo-rn.safetensors'
+    model = open_clip.create_model('mlr-demo-vit', pretrained=None)
+    locked = train.lock_text_tower(model, rn)
+    source, own = load_file(str(rn)), model.state_dict()
+    assert 'token_embedding.weight' in locked and 'text_projection' in locked
+    assert not any(k.startswith('visual.') or k == 'logit_scale' for k in locked)
+    for k in locked:
+        assert torch.equal(own[k], source[k].to(own[k].dtype)), k
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters()
+                         if n.startswith('visual.') or n == 'logit_scale'}
+    in_optimizer = {id(p) for g in train.param_groups(model, 0.1) for p in g['params']}
+    assert in_optimizer == {id(p) for n, p in model.named_parameters() if n in trainable}
+    with pytest.raises(ValueError, match='text tower does not fit'):
+        train.lock_text_tower(open_clip.create_model('mlr-tiny-vit', pretrained=None), rn)
