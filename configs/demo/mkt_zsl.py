@@ -11,6 +11,9 @@
 # student tail (the DualCoOp rows only run a frozen ResNet once per image); MKT's
 # optimizer: AdamW lr 1e-3, wd 0.05, layer-wise lr decay 0.65, linear warm-up over the
 # first 10% (MKT: 2 of 20 epochs), then cosine to 1e-6, per iteration; flip only.
+# Measured (demo world seed 0, test split): held-out 5 mAP 32.4 vs 32.9 for the same
+# CLIP's own zero-shot classifier; all 20: 35.1 vs 34.2 (the small ViT CLIP is weak:
+# 34.2 zero-shot mAP on all 20 where mlr-demo-rn has 60.0).
 from mmengine.config import read_base
 
 with read_base():

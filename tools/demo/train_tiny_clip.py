@@ -2,12 +2,14 @@
 of the demo world.
 
     python tools/demo/train_tiny_clip.py   # generates data/demo_clip_corpus if missing
-    python tools/demo/train_tiny_clip.py --model mlr-demo-vit --epochs 6   # the ViT one
+    python tools/demo/train_tiny_clip.py --model mlr-demo-vit --epochs 4 \
+        --warmup-epochs 0.5 --lock-text-from mlr_plugin/demo/mlr-demo-rn.safetensors
 
 Both architectures (mlr_plugin/models/clip/model_configs/) share the 64-d embedding and
 text tower; ``mlr-demo-rn`` has a 4-stage ResNet with attention pool (the DualCoOp
 family's dense features), ``mlr-demo-vit`` a 6-block ViT (width 64, patch 16: an 8 x 8
-grid at 128 px) whose last blocks MKT fine-tunes.
+grid at 128 px) whose last blocks MKT fine-tunes. The shipped ViT one was trained LiT-style
+(``--lock-text-from``): its text tower is mlr-demo-rn's, frozen.
 
 The pretraining corpus is a separate world (``--corpus-seed 1``, 6000 images), not the
 demo world's train split: prompt learning later sees only 10% of the train labels, so
