@@ -21,3 +21,11 @@ def demo_features(tmp_path_factory):
     from demo_helpers import demo_features as compute
     root = tmp_path_factory.mktemp('demo') / 'world'
     return dict(compute(root), root=str(root))
+
+
+@pytest.fixture(scope='session')
+def demo_images(demo_features):
+    """uint8 images + labels of the ``demo_features`` world (2000 train, all 500 test),
+    loaded once per session for the learning tests that train image-tower blocks (MKT)."""
+    from demo_helpers import demo_images as load
+    return load(demo_features['root'])

@@ -92,3 +92,79 @@ def handcrafted_zero_shot_scores(feats, classes):
         model.backbone.encode_text([f'a photo of a {c}.' for c in classes]).float(), dim=-1)
     return dict(global_=feats['global_feat'] @ text.T,
                 dense=torch.einsum('bld,cd->bcl', feats['dense'], text).amax(-1))
+
+
+# ------------------------------------------------------------------ ViT demo CLIP (MKT)
+DEMO_VIT_WEIGHTS = 'mlr_plugin://demo/mlr-demo-vit.safetensors'
+
+
+def build_mkt_model(class_names, trainable_blocks=2, topk_patches=5):
+    """configs/demo/mkt_zsl.py's model (MKT stage 1 on the ViT demo CLIP), seeded."""
+    init_default_scope('mmpretrain')
+    torch.manual_seed(0)
+    return MODELS.build(dict(
+        type='MKTClassifier',
+        backbone=dict(type='OpenCLIPBackbone', model_name='mlr-demo-vit',
+                      pretrained=DEMO_VIT_WEIGHTS, image_size=128,
+                      trainable_vision_blocks=trainable_blocks, with_teacher=True),
+        prompt_learner=dict(type='TemplateContextPrompts',
+                            template='There is a {} in the scene', learnable=False),
+        head=dict(type='MKTTwoStreamHead', topk_patches=topk_patches),
+        train_image_tower=True, distill_loss=dict(type='EmbeddingL1Loss'),
+        class_names=list(class_names)))
+
+
+@torch.no_grad()
+def frozen_vit_prefix(model, images, batch=250):
+    """Run an MKT model's frozen part once over uint8 ``images`` (N, 3, S, S).
+
+    Returns ``prefix`` (N, 1 + h*w, width), the tokens entering the trainable blocks
+    (captured by a hook on the last frozen block), ``teacher_global_feat`` (N, D) (the
+    frozen original tail's embedding, i.e. the original CLIP's) and the untrained
+    model's ``dense`` / ``global_feat``. Why: the student tail is all that trains, so a
+    learning test can feed it cached tokens instead of re-running the frozen blocks.
+    """
+    blocks = model.backbone.clip.visual.transformer.resblocks
+    frozen = len(blocks) - model.backbone.trainable_vision_blocks
+    captured = []
+    hook = blocks[frozen - 1].register_forward_hook(lambda m, i, o: captured.append(o))
+    model.eval()
+    chunks = []
+    try:
+        for i in range(0, len(images), batch):
+            x = model.data_preprocessor(dict(inputs=images[i:i + batch]), False)['inputs']
+            chunks.append(dict(model.extract_feat(x), prefix=captured.pop()))
+    finally:
+        hook.remove()
+    return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]
+            if torch.is_tensor(chunks[0][k])}
+
+
+def student_tail_features(model, prefix, teacher_global_feat):
+    """The features ``model.extract_feat`` returns, computed from cached prefix tokens:
+    the trainable blocks, then the backbone's own ``_vit_head`` (ln_post, proj)."""
+    backbone = model.backbone
+    visual = backbone.clip.visual
+    x = prefix
+    for block in visual.transformer.resblocks[-backbone.trainable_vision_blocks:]:
+        x = block(x)
+    dense, global_feat = backbone._vit_head(x, visual.ln_post, visual.proj)
+    return dict(dense=dense.float(), global_feat=global_feat.float(), grid=backbone.feat_grid,
+                teacher_global_feat=teacher_global_feat)
+
+
+def demo_images(root, num_train=2000):
+    """uint8 (N, 3, S, S) images + labels of the first ``num_train`` train images and all
+    test images of a generated world (MKT trains the tower's tail, so its tests need
+    images, not frozen features); kept as uint8 to stay small."""
+    out = {}
+    for split, limit in (('train', num_train), ('test', None)):
+        ds = DATASETS.build(dict(
+            type='CocoMultiLabel', data_root=str(root),
+            ann_file=f'annotations/instances_{split}.json', data_prefix=dict(img_path=split),
+            pipeline=[dict(type='LoadImageCV2', to_rgb=True), dict(type='PackInputs')]))
+        num = len(ds) if limit is None else min(limit, len(ds))
+        out[split] = dict(images=torch.stack([ds[i]['inputs'] for i in range(num)]),
+                          labels=torch.from_numpy(ds.get_label_matrix()[:num]),
+                          classes=ds.metainfo['classes'])
+    return out

@@ -91,7 +91,7 @@ def test_config_loads_dumps_and_builds(path):
     # distinct model: the per-ratio configs share theirs).
     model_cfg = cfg.model.copy()
     if model_cfg.backbone.type == 'OpenCLIPBackbone':
-        tiny = 'mlr-tiny-vit' if model_cfg.backbone.model_name.startswith('ViT') else 'mlr-tiny-rn'
+        tiny = 'mlr-tiny-vit' if 'vit' in model_cfg.backbone.model_name.lower() else 'mlr-tiny-rn'
         model_cfg.backbone.update(model_name=tiny, pretrained=None, image_size=64)
         if 'feat_dim' in model_cfg.head:  # heads with their own layers: its joint width
             model_cfg.head.feat_dim = 32

@@ -33,7 +33,7 @@ import torch
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-ROWS = [  # (label, config, metric prefix)
+ROWS = [  # (label, config, metric prefix[, F1 metric suffix])
     ('zero-shot, hand-crafted prompts (no training), held-out 5 classes',
      'configs/demo/zeroshot_handcrafted.py', 'zsl/'),
     ('zero-shot DualCoOp (trained on 15 seen), held-out 5 classes',
@@ -46,6 +46,23 @@ ROWS = [  # (label, config, metric prefix)
     ('Semantic decoupling + CSP, 10% labels', 'configs/demo/sd_csp_p10.py', ''),
     ('TRM-ML, 10% labels', 'configs/demo/trm_ml_p10.py', ''),
     ('TRM-ML, single positive label', 'configs/demo/trm_ml_single_positive.py', ''),
+    # MKT's scores are rank-only (no calibrated threshold): its F1 columns are at top 3
+    ('zero-shot MKT stage 1 (ViT demo CLIP, trained on 15 seen), held-out 5 classes, '
+     'F1 at top 3', 'configs/demo/mkt_zsl.py', 'zsl/', '_top3'),
+    ('zero-shot MKT stage 1 (ViT demo CLIP, trained on 15 seen), all 20 classes, F1 at '
+     'top 3', 'configs/demo/mkt_zsl.py', '', '_top3'),
+]
+# The shipped CLIPs' own zero-shot classifiers, (label, model, held-out 5 only?): their
+# rows go after the hand-crafted all-20 row (rn) and before the MKT rows (vit).
+CLIP_ROWS = [
+    ('zero-shot CLIP ({model}), "a photo of a {{}}." on the image embedding, all 20 classes',
+     'mlr-demo-rn', False, 'zs_map_global'),
+    ('zero-shot CLIP ({model}), "a photo of a {{}}." max over locations (dense), all 20 '
+     'classes', 'mlr-demo-rn', False, 'zs_map_dense'),
+    ('zero-shot CLIP ({model}), "a photo of a {{}}." on the image embedding, held-out 5 '
+     'classes', 'mlr-demo-vit', True, 'zs_map_global'),
+    ('zero-shot CLIP ({model}), "a photo of a {{}}." on the image embedding, all 20 classes',
+     'mlr-demo-vit', False, 'zs_map_global'),
 ]
 
 
@@ -70,14 +87,22 @@ def budget_of(runner) -> str:
             f'aug: {", ".join(aug)}')
 
 
-def _clip_zero_shot(data_root):
-    """tiny_clip_eval's metrics of the shipped demo CLIP on the test split."""
+def _clip_zero_shot(data_root, model='mlr-demo-rn', held_out_only=False):
+    """tiny_clip_eval's metrics of a shipped demo CLIP on the test split; with
+    ``held_out_only``, scored on the zero-shot protocol's 5 held-out classes only."""
     import sys
     sys.path.insert(0, osp.join(REPO, 'tools', 'demo'))
     from tiny_clip_eval import evaluate_backbone, load_backbone, load_demo_split
-    backbone = load_backbone(osp.join(REPO, 'mlr_plugin', 'demo', 'mlr-demo-rn.safetensors'),
-                             'mlr-demo-rn')
-    return evaluate_backbone(backbone, load_demo_split(data_root, 'test'))
+
+    from mlr_plugin.datasets.demo_world import DEMO_UNSEEN
+    backbone = load_backbone(osp.join(REPO, 'mlr_plugin', 'demo', f'{model}.safetensors'),
+                             model)
+    split = load_demo_split(data_root, 'test')
+    if held_out_only:
+        keep = [split['class_names'].index(c) for c in DEMO_UNSEEN]
+        split = dict(split, labels=split['labels'][:, keep], areas=split['areas'][:, keep],
+                     class_names=list(DEMO_UNSEEN))
+    return evaluate_backbone(backbone, split)
 
 
 TABLE_HEADER = '| setting | mAP | CF1 | OF1 | budget | train + test time: wall (CPU) |'
@@ -186,7 +211,8 @@ def main(argv=None):
     if not rows:
         raise ValueError(f'--only {args.only}: no such demo config; choose from '
                          f'{sorted({osp.splitext(osp.basename(r[1]))[0] for r in ROWS})}')
-    for label, config, prefix in rows:
+    for label, config, prefix, *f1_suffix in rows:
+        f1_suffix = f1_suffix[0] if f1_suffix else ''
         name = osp.splitext(osp.basename(config))[0]
         work = osp.join(args.work_dir, name)
         start, cpu = time.perf_counter(), time.process_time()
@@ -201,19 +227,27 @@ def main(argv=None):
             '--work-dir', osp.join(work, 'test'), '--cfg-options', *options]
         metrics = test.main(argv)
         seconds = (time.perf_counter() - start, time.process_time() - cpu)
-        results.append((label, metrics[f'{prefix}mAP'], metrics.get(f'{prefix}CF1'),
-                        metrics.get(f'{prefix}OF1'), budgets.get(config, 'no training'),
-                        seconds))
+        results.append((label, metrics[f'{prefix}mAP'],
+                        metrics.get(f'{prefix}CF1{f1_suffix}'),
+                        metrics.get(f'{prefix}OF1{f1_suffix}'),
+                        budgets.get(config, 'no training'), seconds))
 
     if not args.only:
-        start, cpu = time.perf_counter(), time.process_time()
-        clip_zero_shot = _clip_zero_shot(args.data_root)
-        seconds = (time.perf_counter() - start, time.process_time() - cpu)
-        results[3:3] = [  # after the hand-crafted pos/neg row on all 20 classes
-            ('zero-shot CLIP, "a photo of a {}." on the image embedding, all 20 classes',
-             clip_zero_shot['zs_map_global'], None, None, 'no training', seconds),
-            ('zero-shot CLIP, "a photo of a {}." max over locations (dense), all 20 classes',
-             clip_zero_shot['zs_map_dense'], None, None, 'no training', seconds)]
+        clip_rows, cache = {}, {}
+        for label, model, held_out_only, key in CLIP_ROWS:
+            start, cpu = time.perf_counter(), time.process_time()
+            if (model, held_out_only) not in cache:
+                cache[model, held_out_only] = _clip_zero_shot(args.data_root, model,
+                                                              held_out_only)
+            seconds = (time.perf_counter() - start, time.process_time() - cpu)
+            clip_rows.setdefault(model, []).append(
+                (label.format(model=model), cache[model, held_out_only][key], None, None,
+                 'no training', seconds))
+        # rn: after the hand-crafted pos/neg row on all 20 classes; vit: before MKT's
+        labels = [r[0] for r in results]
+        mkt = labels.index(ROWS[-2][0])
+        results[mkt:mkt] = clip_rows['mlr-demo-vit']
+        results[3:3] = clip_rows['mlr-demo-rn']
 
     machine = (f'{platform.machine()} CPU, {torch.get_num_threads()} threads, '
                f'torch {torch.__version__}')

@@ -4,6 +4,7 @@ Used by ``train_tiny_clip.py`` after training, and on its own::
 
     python tools/demo/tiny_clip_eval.py --data data/demo_world --split val \
         --weights mlr_plugin/demo/mlr-demo-rn.safetensors
+    python tools/demo/tiny_clip_eval.py --model mlr-demo-vit   # its shipped weights
 
 Everything model-side is the package's: ``OpenCLIPBackbone`` (dense + global image
 features, text encoding), ``HandcraftedPrompts`` (class prompts) and
@@ -15,9 +16,11 @@ Numbers (all in %):
   text("a photo of a {c}.")); non-interpolated average precision (tied scores are one
   threshold, as in sklearn) vs "image contains c"; mean over classes that have a positive.
 - ``zs_map_dense``: same, but an image's score is the max over its grid locations j of
-  cos(c_proj(v_proj(x_j + pos_j)), text) -- the attention pool's value path without q/k
-  attention, i.e. the dense features the DualCoOp family aggregates (the backbone with
-  ``with_mean_token=False, with_pos_embed=True``).
+  cos(dense_j, text). ResNet (``mlr-demo-rn``): dense_j = c_proj(v_proj(x_j + pos_j)),
+  the attention pool's value path without q/k attention, i.e. the dense features the
+  DualCoOp family aggregates (the backbone with ``with_mean_token=False,
+  with_pos_embed=True``). ViT (``mlr-demo-vit``): dense_j = proj(ln_post(patch token j)),
+  the patch features MKT's local stream scores.
 - ``positive_rate``: mean over classes of the fraction of positive images (chance mAP).
 """
 import argparse
@@ -198,11 +201,13 @@ def main(argv=None):
     parser.add_argument('--data', default='data/demo_world')
     parser.add_argument('--split', default='val')
     parser.add_argument('--model', default=DEFAULT_MODEL)
-    parser.add_argument('--weights', default=DEFAULT_WEIGHTS)
+    parser.add_argument('--weights', default=None,
+                        help='default: the shipped mlr_plugin/demo/<model>.safetensors')
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    backbone = load_backbone(args.weights, args.model)
+    weights = args.weights or str(Path(DEFAULT_WEIGHTS).with_name(f'{args.model}.safetensors'))
+    backbone = load_backbone(weights, args.model)
     metrics = evaluate_backbone(backbone, load_demo_split(args.data, args.split))
     print(json.dumps({k: round(v, 2) for k, v in metrics.items()}))
     return metrics

@@ -1,6 +1,15 @@
-"""Pretrain the tiny demo CLIP (``mlr-demo-rn``) on CPU, on its own corpus of the demo world.
+"""Pretrain a tiny demo CLIP (``mlr-demo-rn`` or ``mlr-demo-vit``) on CPU, on its own corpus
+of the demo world.
 
     python tools/demo/train_tiny_clip.py   # generates data/demo_clip_corpus if missing
+    python tools/demo/train_tiny_clip.py --model mlr-demo-vit --epochs 4 \
+        --warmup-epochs 0.5 --lock-text-from mlr_plugin/demo/mlr-demo-rn.safetensors
+
+Both architectures (mlr_plugin/models/clip/model_configs/) share the 64-d embedding and
+text tower; ``mlr-demo-rn`` has a 4-stage ResNet with attention pool (the DualCoOp
+family's dense features), ``mlr-demo-vit`` a 6-block ViT (width 64, patch 16: an 8 x 8
+grid at 128 px) whose last blocks MKT fine-tunes. The shipped ViT one was trained LiT-style
+(``--lock-text-from``): its text tower is mlr-demo-rn's, frozen.
 
 The pretraining corpus is a separate world (``--corpus-seed 1``, 6000 images), not the
 demo world's train split: prompt learning later sees only 10% of the train labels, so
@@ -14,7 +23,7 @@ other's images, as identical captions would be). Each text also gets one hard ne
 (one object recoloured or reshaped) that only acts as a negative. Images get flips, small
 shifts and brightness jitter (never hue: colour is half of every class name). AdamW,
 warmup + cosine, fixed seeds, <= 2 threads. Then it saves fp16 safetensors atomically,
-reloads them with ``open_clip.create_model('mlr-demo-rn', pretrained=<file>)``, evaluates
+reloads them with ``open_clip.create_model(<model>, pretrained=<file>)``, evaluates
 that on the demo world's val split (see tiny_clip_eval.py) and writes a JSON card next to
 the weights.
 """
@@ -40,6 +49,10 @@ from mlr_plugin.datasets.demo_world import (DEMO_COLOURS, DEMO_SHAPES,  # noqa: 
 from mlr_plugin.fileio import atomic_open, write_json_atomic  # noqa: E402
 from tiny_clip_eval import evaluate_clip, load_demo_split  # noqa: E402
 
+# the demo CLIPs shipped in mlr_plugin/demo/: a ResNet one (DualCoOp family) and a ViT one
+# (MKT, whose student fine-tunes the last ViT blocks)
+DEMO_MODELS = ('mlr-demo-rn', 'mlr-demo-vit')
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -51,9 +64,10 @@ def parse_args(argv=None):
     parser.add_argument('--data', default=str(REPO_ROOT / 'data' / 'demo_world'),
                         help='demo world whose val split is reported (generated if missing)')
     parser.add_argument('--data-seed', type=int, default=0)
-    parser.add_argument('--model', default='mlr-demo-rn')
-    parser.add_argument('--out', default=str(REPO_ROOT / 'mlr_plugin' / 'demo' /
-                                             'mlr-demo-rn.safetensors'))
+    parser.add_argument('--model', default='mlr-demo-rn', choices=DEMO_MODELS,
+                        help='architecture (mlr_plugin/models/clip/model_configs/<name>.json)')
+    parser.add_argument('--out', default=None,
+                        help='weights file (default mlr_plugin/demo/<model>.safetensors)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument('--batch-size', type=int, default=64)
@@ -62,10 +76,18 @@ def parse_args(argv=None):
     parser.add_argument('--warmup-epochs', type=float, default=1.0)
     parser.add_argument('--mention-prob', type=float, default=0.35,
                         help='probability that a caption names a non-salient object')
+    parser.add_argument('--lock-text-from', default=None, metavar='SAFETENSORS',
+                        help='LiT: copy the text tower (token/positional embeddings, '
+                             'transformer, ln_final, text_projection) from these weights '
+                             'of a CLIP with the same text config and keep it frozen; only '
+                             'the image tower and the logit scale train')
     parser.add_argument('--threads', type=int, default=2, help='torch threads (<= 2 here)')
     parser.add_argument('--eval-every', type=int, default=0,
                         help='also print val zero-shot mAP every N epochs (0: only at the end)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = str(REPO_ROOT / 'mlr_plugin' / 'demo' / f'{args.model}.safetensors')
+    return args
 
 
 # ------------------------------------------------------------------------ augmentation
@@ -89,9 +111,12 @@ def augment(images: torch.Tensor, rng: np.random.RandomState, max_shift: int = 8
 
 # ---------------------------------------------------------------------------- training
 def param_groups(model, weight_decay: float):
-    """open_clip's rule: no weight decay on gains, biases, norms and the logit scale."""
+    """open_clip's rule: no weight decay on gains, biases, norms and the logit scale.
+    Frozen parameters (a locked text tower) are left out."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         skip = p.ndim < 2 or 'bn' in name or 'ln' in name or 'logit_scale' in name
         (no_decay if skip else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay),
@@ -103,6 +128,31 @@ def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
         return base_lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
+
+
+def lock_text_tower(model, path) -> list:
+    """LiT (Zhai et al. 2022): load the text tower of the CLIP weights at ``path`` into
+    ``model`` and freeze it; return the names loaded.
+
+    Why: a from-scratch ViT learns slowly on 6000 images; aligning it to a text space
+    that already separates the demo's colours and shapes (``mlr-demo-rn``'s, trained on
+    the same corpus) needs a fraction of the steps, and the text forward then needs no
+    backward. Both shipped CLIPs then share one text encoder.
+    """
+    from safetensors.torch import load_file
+    source = load_file(str(path))
+    own = model.state_dict()
+    text = {k: v for k, v in source.items()
+            if not k.startswith('visual.') and k not in ('logit_scale', 'logit_bias')}
+    mismatched = [k for k, v in text.items() if k not in own or own[k].shape != v.shape]
+    if mismatched or not text:
+        raise ValueError(f'--lock-text-from {path}: text tower does not fit this model '
+                         f'(mismatched keys: {mismatched[:3] or "no text weights"})')
+    model.load_state_dict(text, strict=False)
+    for name, p in model.named_parameters():
+        if name in text:
+            p.requires_grad_(False)
+    return sorted(text)
 
 
 def encode_text_prefix(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -234,9 +284,10 @@ def train(model, tokenizer, data, args, mean, std, val_data=None):
             x = (augment(x, rng) - mean_t) / std_t
             for group in optimizer.param_groups:
                 group['lr'] = lr_at(step, total, warmup, args.lr)
-            loss = multi_positive_clip_loss(model.encode_image(x),
-                                            encode_text_prefix(model, tokenizer(texts)),
-                                            positive, model.logit_scale)
+            with torch.set_grad_enabled(model.token_embedding.weight.requires_grad):
+                txt_feat = encode_text_prefix(model, tokenizer(texts))
+            loss = multi_positive_clip_loss(model.encode_image(x), txt_feat, positive,
+                                            model.logit_scale)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -249,7 +300,8 @@ def train(model, tokenizer, data, args, mean, std, val_data=None):
               f'lr {optimizer.param_groups[0]["lr"]:.2e}  {time.time() - start:.0f}s',
               flush=True)
         if val_data is not None and args.eval_every and (epoch + 1) % args.eval_every == 0:
-            metrics = evaluate_clip(model, tokenizer, val_data, mean, std)
+            metrics = evaluate_clip(model, tokenizer, val_data, mean, std,
+                                    model_name=args.model)
             print('  val: ' + '  '.join(f'{k} {v:.1f}' for k, v in metrics.items()
                                         if k != 'num_images'), flush=True)
     return dict(steps=step, final_loss=float(np.mean(losses)))
@@ -263,12 +315,12 @@ def _readable_by_all(path: Path):
     os.chmod(path, 0o666 & ~umask)
 
 
-def save_fp16_safetensors(model, path: Path) -> str:
+def save_fp16_safetensors(model, path: Path, model_name: str) -> str:
     """Write the state dict (floats as fp16) atomically; return its sha256."""
     from safetensors.torch import save
     state = {k: (v.half() if v.is_floating_point() else v).contiguous()
              for k, v in model.state_dict().items()}
-    payload = save(state, metadata=dict(format='pt', model='mlr-demo-rn'))
+    payload = save(state, metadata=dict(format='pt', model=model_name))
     with atomic_open(path, 'wb') as f:
         f.write(payload)
     _readable_by_all(path)
@@ -284,7 +336,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     import open_clip
 
-    import mlr_plugin  # noqa: F401  (registers the mlr-demo-rn config)
+    import mlr_plugin  # noqa: F401  (registers the demo model configs)
     from mlr_plugin.datasets.demo_world import generate_demo_world
 
     corpus_root, data_root = Path(args.corpus), Path(args.data)
@@ -304,24 +356,29 @@ def main(argv=None):
           flush=True)
 
     model = open_clip.create_model(args.model, pretrained=None)
+    if args.lock_text_from:
+        locked = lock_text_tower(model, args.lock_text_from)
+        print(f'text tower ({len(locked)} tensors) locked from {args.lock_text_from}',
+              flush=True)
     tokenizer = open_clip.get_tokenizer(args.model)
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
     fit = train(model, tokenizer, train_split, args, mean, std, val_split)
     train_time = time.time() - wall_start - data_time
 
     out = Path(args.out)
-    sha256 = save_fp16_safetensors(model, out)
+    sha256 = save_fp16_safetensors(model, out, args.model)
     # Report the numbers of what we ship: the fp16 file, loaded the way users load it.
     shipped = open_clip.create_model(args.model, pretrained=str(out))
-    metrics = evaluate_clip(shipped, tokenizer, val_split, mean, std)
+    metrics = evaluate_clip(shipped, tokenizer, val_split, mean, std,
+                            model_name=args.model)
     print('val (fp16 weights, reloaded): ' +
           '  '.join(f'{k} {v:.1f}' for k, v in metrics.items()), flush=True)
 
     card = dict(
         model=args.model, weights=out.name, sha256=sha256,
         size_bytes=out.stat().st_size, dtype='float16',
-        load='open_clip.create_model("mlr-demo-rn", pretrained=<this file>) after '
-             'import mlr_plugin; or pretrained="mlr_plugin://demo/mlr-demo-rn.safetensors" '
+        load=f'open_clip.create_model("{args.model}", pretrained=<this file>) after '
+             f'import mlr_plugin; or pretrained="mlr_plugin://demo/{out.name}" '
              'in mlr_plugin configs',
         preprocess=dict(image_size=128, mean=list(mean), std=list(std)),
         zero_shot_template='a photo of a {}.',
@@ -346,6 +403,10 @@ def main(argv=None):
                                    'x[0.85, 1.15]',
                       hard_negatives='one object recoloured or reshaped per text',
                       final_train_loss=round(fit['final_loss'], 4),
+                      locked_text_tower=(None if not args.lock_text_from else dict(
+                          source=Path(args.lock_text_from).name,
+                          sha256=hashlib.sha256(
+                              Path(args.lock_text_from).read_bytes()).hexdigest())),
                       logit_scale=round(shipped.logit_scale.exp().item(), 2)),
         val_metrics={k: round(v, 2) for k, v in metrics.items()},
         wall_time_s=dict(data=round(data_time, 1), train=round(train_time, 1),
