@@ -182,12 +182,17 @@ class CLIPPromptClassifier(BaseModel):
             return self.head(self.extract_feat(inputs), self.encode_classes())
         raise RuntimeError(f'Invalid mode "{mode}" (expected loss, predict or tensor)')
 
-    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
+    def gt_matrix(self, data_samples: List[DataSample], device=None) -> torch.Tensor:
+        """The batch's (B, C) ``gt_score`` matrix, checked against the class names."""
         names = self._require_class_names()
-        gt = gt_score_matrix(data_samples)
+        gt = gt_score_matrix(data_samples, device=device)
         if gt.shape[1] != len(names):
             raise ValueError(f'gt_score has {gt.shape[1]} classes but the model scores '
                              f'{len(names)} class names')
+        return gt
+
+    def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
+        gt = self.gt_matrix(data_samples)
         class_indices = self.sample_train_classes(gt.to(feature_cache.input_device(inputs)))
         feats = self.extract_feat(inputs)
         return self.head.loss(feats, self.encode_classes(class_indices), data_samples,

@@ -21,7 +21,7 @@ import torch.nn as nn
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..heads.base_head import build_loss, gt_score_matrix
+from ..heads.base_head import build_loss
 from .clip_prompt import CLIPPromptClassifier
 
 _BLOCK_PREFIX = 'backbone.clip.visual.transformer.resblocks.'
@@ -89,11 +89,7 @@ class MKTClassifier(CLIPPromptClassifier):
 
     # ------------------------------------------------------------------ training
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
-        names = self._require_class_names()
-        gt = gt_score_matrix(data_samples, device=inputs.device)
-        if gt.shape[1] != len(names):
-            raise ValueError(f'gt_score has {gt.shape[1]} classes but the model scores '
-                             f'{len(names)} class names')
+        gt = self.gt_matrix(data_samples, device=inputs.device)
         class_indices = self.sample_train_classes(gt)
         grad = torch.is_grad_enabled()
         with torch.set_grad_enabled(grad and self.train_image_tower):
