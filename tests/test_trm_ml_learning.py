@@ -25,7 +25,8 @@ def trm_model(classes, **overrides):
                       pretrained=DEMO_WEIGHTS, image_size=128),
         prompt_learner=dict(type='LearnablePrompts', prompt_names=('pos', 'neg'), n_ctx=16,
                             class_specific=True, num_classes=len(classes)),
-        head=dict(type='TRMMLHead', init_logit_scale=13.198, baseline_spatial_scale=2.64),
+        head=dict(type='TRMMLHead', init_logit_scale=13.198, baseline_spatial_scale=2.64,
+                  decoder_init='clip', init_energy_offset=0.3),
         prototype_bank=dict(type='MultimodalPrototypeBank'),
         contrastive_loss=dict(type='MultimodalContrastiveLoss'),
         class_names=list(classes))
