@@ -93,7 +93,8 @@ def test_clip_decoder_init_starts_from_clip_text_region_matching():
     text = F.normalize(torch.randn(3, 4, dtype=torch.float64), dim=-1)
     dec.init_queries(text)
     tokens = 3.0 * torch.randn(2, 5, 4, dtype=torch.float64)  # not unit: keys normalise
-    region, query_feat = dec(tokens)
+    with torch.no_grad():
+        region, query_feat = dec(tokens)
     for b in range(2):
         for c in range(3):
             energies = []
@@ -444,3 +445,23 @@ def test_one_cycle_scheduler_state_loads_weights_only(tmp_path):
         optim2.step()
         resumed.step()
         assert optim.param_groups[0]['lr'] == optim2.param_groups[0]['lr']
+
+
+def test_text_queries_initialise_from_the_first_class_names_only():
+    """Configs carry no class names (the ClassNamesHook sets them before each train
+    epoch): the first names initialise the 'clip' decoder; a resumed model's trained
+    queries survive the hook (this raised at build time before)."""
+    head = dict(type='TRMMLHead', num_classes=len(NAMES), embed_dim=32, decoder_init='clip')
+    model = tiny_model(head=head, class_names=None)
+    assert not bool(model.head.decoder.text_initialised)
+    model.set_class_names(NAMES)
+    text = F.normalize(model.backbone.encode_text(
+        [f'a photo of a {n}.' for n in NAMES]).float(), dim=-1)
+    torch.testing.assert_close(model.head.decoder.queries.detach(), text)
+    with torch.no_grad():
+        model.head.decoder.queries.add_(1.0)  # "trained"
+    state = model.state_dict()
+    resumed = tiny_model(head=head, class_names=None)
+    resumed.load_state_dict(state)
+    resumed.set_class_names(NAMES)
+    torch.testing.assert_close(resumed.head.decoder.queries, model.head.decoder.queries)

@@ -100,6 +100,8 @@ class CategoryAwareRegionDecoder(nn.Module):
         self.init_energy_scale = float(init_energy_scale)
         self.init_energy_offset = float(init_energy_offset)
         self.queries = nn.Parameter(torch.randn(num_classes, embed_dim) * 0.02)
+        # persistent, so a resumed / loaded model is not re-initialised by its class names
+        self.register_buffer('text_initialised', torch.tensor(False))
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
@@ -115,6 +117,7 @@ class CategoryAwareRegionDecoder(nn.Module):
             raise ValueError(f'query init needs text features of shape '
                              f'{tuple(self.queries.shape)}, got {tuple(text_feats.shape)}')
         self.queries.copy_(text_feats.to(self.queries))
+        self.text_initialised.fill_(True)
         if self.decoder_init == 'clip':
             self._init_as_clip_matching()
 
