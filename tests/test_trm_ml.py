@@ -82,6 +82,37 @@ def test_decoder_energies_regions_and_query_features_match_a_loop():
             torch.testing.assert_close(query_feat[b, c], expected)
 
 
+def test_clip_decoder_init_starts_from_clip_text_region_matching():
+    """decoder_init='clip' [ours]: e_cj = s (cos(g_c, f_j) - m) for unit text queries,
+    R = sigmoid(e), and F^q = the softmax(e)-pooled raw tokens (a plain loop)."""
+    torch.manual_seed(0)
+    scale, offset = 7.0, 0.3
+    dec = CategoryAwareRegionDecoder(num_classes=3, embed_dim=4, query_init='text',
+                                     decoder_init='clip', init_energy_scale=scale,
+                                     init_energy_offset=offset).double()
+    text = F.normalize(torch.randn(3, 4, dtype=torch.float64), dim=-1)
+    dec.init_queries(text)
+    tokens = 3.0 * torch.randn(2, 5, 4, dtype=torch.float64)  # not unit: keys normalise
+    with torch.no_grad():
+        region, query_feat = dec(tokens)
+    for b in range(2):
+        for c in range(3):
+            energies = []
+            for j in range(5):
+                t = tokens[b, j]
+                cos = float(text[c] @ t) / math.sqrt(float(t @ t))
+                energies.append(scale * (cos - offset))
+                assert math.isclose(float(region[b, c, j]),
+                                    1 / (1 + math.exp(-energies[-1])), rel_tol=1e-9)
+            weights = [math.exp(e) for e in energies]
+            pooled = sum(w * tokens[b, j] for j, w in enumerate(weights)) / sum(weights)
+            torch.testing.assert_close(query_feat[b, c], pooled)
+    with pytest.raises(ValueError, match="decoder_init='clip' needs query_init='text'"):
+        CategoryAwareRegionDecoder(3, 4, query_init='random', decoder_init='clip')
+    head = TRMMLHead(num_classes=3, embed_dim=4, decoder_init='clip')
+    assert head.query_init == 'text'
+
+
 def test_region_features_and_dual_matching_score_match_a_loop():
     region = torch.rand(2, 3, 5, dtype=torch.float64)
     tokens = _unit(2, 5, 4)
@@ -414,3 +445,23 @@ def test_one_cycle_scheduler_state_loads_weights_only(tmp_path):
         optim2.step()
         resumed.step()
         assert optim.param_groups[0]['lr'] == optim2.param_groups[0]['lr']
+
+
+def test_text_queries_initialise_from_the_first_class_names_only():
+    """Configs carry no class names (the ClassNamesHook sets them before each train
+    epoch): the first names initialise the 'clip' decoder; a resumed model's trained
+    queries survive the hook (this raised at build time before)."""
+    head = dict(type='TRMMLHead', num_classes=len(NAMES), embed_dim=32, decoder_init='clip')
+    model = tiny_model(head=head, class_names=None)
+    assert not bool(model.head.decoder.text_initialised)
+    model.set_class_names(NAMES)
+    text = F.normalize(model.backbone.encode_text(
+        [f'a photo of a {n}.' for n in NAMES]).float(), dim=-1)
+    torch.testing.assert_close(model.head.decoder.queries.detach(), text)
+    with torch.no_grad():
+        model.head.decoder.queries.add_(1.0)  # "trained"
+    state = model.state_dict()
+    resumed = tiny_model(head=head, class_names=None)
+    resumed.load_state_dict(state)
+    resumed.set_class_names(NAMES)
+    torch.testing.assert_close(resumed.head.decoder.queries, model.head.decoder.queries)

@@ -25,7 +25,8 @@ def trm_model(classes, **overrides):
                       pretrained=DEMO_WEIGHTS, image_size=128),
         prompt_learner=dict(type='LearnablePrompts', prompt_names=('pos', 'neg'), n_ctx=16,
                             class_specific=True, num_classes=len(classes)),
-        head=dict(type='TRMMLHead', init_logit_scale=13.198, baseline_spatial_scale=2.64),
+        head=dict(type='TRMMLHead', init_logit_scale=13.198, baseline_spatial_scale=2.64,
+                  decoder_init='clip', init_energy_offset=0.3),
         prototype_bank=dict(type='MultimodalPrototypeBank'),
         contrastive_loss=dict(type='MultimodalContrastiveLoss'),
         class_names=list(classes))
@@ -83,16 +84,15 @@ def world(demo_features):
 
 
 def test_trm_ml_at_10_percent_learns_with_precise_pseudo_labels(world):
-    """Full TRM-ML (CARL, KD, both prototypes, contrastive loss), 10% of the labels,
-    300 AdamW steps of batch 32.
+    """Full TRM-ML (CARL with the 'clip' decoder init, KD, both prototypes, contrastive
+    loss), 10% of the labels, 300 AdamW steps of batch 32.
 
-    Measured (torch 2.14 CPU, one run): test mAP 16.2 -> 43.2 (+27.0). That is 19 below
-    the CLIP's own zero-shot scores (global 62.3, dense 64.4): at this budget the
-    freshly initialised decoder has not caught up (configs/trm_ml/README.md, demo
-    ablation), so the margin asserted is over the start, not over zero-shot.
-    Pseudo-labels of unknown entries over the second half: positive precision 0.439
-    (positive rate 0.125), negative precision 0.981 (negative rate 0.875), coverage
-    0.488. The floors below leave room for platform noise."""
+    Measured (torch 2.14 CPU, one run): test mAP 18.6 -> 69.0, above CLIP's own
+    zero-shot scores (global 62.3, dense 64.4) and the all-off "modified DualCoOp"
+    baseline trained the same way (59.5; configs/trm_ml/README.md). From PyTorch's
+    default decoder init the same run reached 43.2. Pseudo-labels of unknown entries over
+    the second half: positive precision 0.641 (positive rate 0.125), negative precision
+    0.995, coverage 0.557. The floors below leave room for platform noise."""
     model = trm_model(world['classes'])
     before = map_on_test(model, world['test'])
     pos_prec, neg_prec, coverage = train(model, world['train']['feats'], world['p10'],
@@ -106,10 +106,11 @@ def test_trm_ml_at_10_percent_learns_with_precise_pseudo_labels(world):
           f'{zero_shot["global_"]:.1f}, dense {zero_shot["dense"]:.1f}; pseudo-labels: '
           f'positive precision {pos_prec:.3f} (prior {prior:.3f}), negative precision '
           f'{neg_prec:.3f} (prior {1 - prior:.3f}), coverage {coverage:.3f}')
-    assert after > before + 20.0
-    assert pos_prec > 0.35 > prior + 0.2
-    assert neg_prec > 0.95 > 1 - prior
-    assert coverage > 0.3
+    assert after > before + 40.0
+    assert after > zero_shot['dense'] + 2.5 and after > zero_shot['global_'] + 4.0
+    assert pos_prec > 0.55 > prior + 0.4
+    assert neg_prec > 0.98 > 1 - prior
+    assert coverage > 0.45
 
 
 def test_single_positive_learns_with_pseudo_positives(world):
@@ -118,19 +119,23 @@ def test_single_positive_learns_with_pseudo_positives(world):
     configs/demo/trm_ml_single_positive.py), 300 AdamW steps of batch 32.
 
     With no known negative there is no negative threshold: the bank only adds positives.
-    Measured (one run): test mAP 16.2 -> 49.5; pseudo-positive precision 0.356 (positive
-    rate 0.125). Not asserted, because it does not hold at
-    this budget: the same model with every unknown entry assumed negative (no
-    pseudo-labels) reached 54.6 test mAP where TRM-ML reached 49.5 (one run each;
-    configs/trm_ml/README.md)."""
+    Measured (one run, 'clip' decoder init): test mAP 18.6 -> 69.5 (69.6 on a rerun); pseudo-positive
+    precision 0.511 (positive rate 0.125). "Assume negative" trained the same way (no
+    pseudo-labels) reached 65.4 with the same model and 63.6 with the all-off baseline
+    (configs/trm_ml/README.md); from PyTorch's default decoder init TRM-ML reached 49.5.
+    To keep this file's time, the assume-negative runs are not repeated here: the floor
+    is CLIP's dense zero-shot score + 2.5 (66.9 on this world), above both of them."""
     model = trm_model(world['classes'], unknown_as_negative=True)
     before = map_on_test(model, world['test'])
     pos_prec = train(model, world['train']['feats'], world['single'],
                      true=world['labels'])[0]
     after = map_on_test(model, world['test'])
     prior = float(world['labels'].mean())
-    print(f'TRM-ML single positive {after:.1f} (start {before:.1f}); pseudo-positive '
-          f'precision {pos_prec:.3f} (prior {prior:.3f})')
-    assert after > before + 20.0
-    assert pos_prec > prior + 0.1
+    dense = mean_average_precision(handcrafted_zero_shot_scores(
+        world['test']['feats'], world['classes'])['dense'], world['test']['labels'])
+    print(f'TRM-ML single positive {after:.1f} (start {before:.1f}; zero-shot dense '
+          f'{dense:.1f}); pseudo-positive precision {pos_prec:.3f} (prior {prior:.3f})')
+    assert after > before + 40.0
+    assert after > dense + 2.5
+    assert pos_prec > 0.42 > prior + 0.25
     assert (model.last_pseudo_labels != -1).all()  # assume negative: nothing unknown

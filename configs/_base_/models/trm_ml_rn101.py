@@ -30,7 +30,13 @@ model = dict(
         type='TRMMLHead',
         use_carl=True,
         use_kd=True,
-        query_init='random',
+        # [ours] the decoder starts as CLIP's own dense text-region matching: queries =
+        # the class names' text features, e = s (cos(g_c, f_j) - m), F^q = the pooled
+        # CLIP features (docs/methods.md, TRM-ML; 'random' = PyTorch's default init)
+        query_init='text',
+        decoder_init='clip',
+        init_energy_scale=20.0,  # s
+        init_energy_offset=0.2,  # m
         init_logit_scale=100.0,  # 1 / tau at start (CLIP's); tau is learnable (eq. 1)
         region_weight=1.0,  # alpha (eq. 14-15)
         kd_weight=0.05,  # beta

@@ -314,8 +314,8 @@ class TRMMLClassifier(CLIPPromptClassifier):
         if self.prototype_bank is not None and self.prototype_bank.num_classes != num:
             raise ValueError(f'prototype_bank has {self.prototype_bank.num_classes} classes '
                              f'but the head has {num}')
-        if getattr(self.head, 'query_init', 'random') == 'text':
-            self._init_queries_from_names()
+        if self.class_names is not None:
+            self._maybe_init_queries()
         self.last_pseudo_labels: Optional[torch.Tensor] = None
 
     def _check_widths(self) -> None:
@@ -329,6 +329,19 @@ class TRMMLClassifier(CLIPPromptClassifier):
             if dim != width:
                 raise ValueError(f'{name}.embed_dim is {dim} but backbone '
                                  f'{self.backbone.model_name} gives {width}-d features')
+
+    def set_class_names(self, class_names) -> None:
+        """As the base class; the first names a model with text-initialised queries gets
+        (here or from the config) initialise them. The decoder's persistent
+        ``text_initialised`` flag keeps a resumed or loaded model's trained queries."""
+        super().set_class_names(class_names)
+        self._maybe_init_queries()
+
+    def _maybe_init_queries(self) -> None:
+        decoder = getattr(self.head, 'decoder', None)
+        if (getattr(self.head, 'query_init', 'random') == 'text'
+                and not bool(decoder.text_initialised)):
+            self._init_queries_from_names()
 
     @torch.no_grad()
     def _init_queries_from_names(self) -> None:

@@ -72,15 +72,36 @@ class CategoryAwareRegionDecoder(nn.Module):
         query_init: 'random' (``N(0, 0.02)``) or 'text': set by
             :meth:`init_queries` from the class names' text features (the classifier
             does this at build time).
+        decoder_init: 'random' (PyTorch's default Linear init) or 'clip' **[ours]**:
+            start from CLIP's own text-region matching. Keys are computed from the
+            L2-normalised tokens, ``W_q = s sqrt(D) I``, ``W_k = I``, ``b_q = 0`` and
+            ``b_k`` solves ``Q b_k = -m`` (exact for C <= D), so with unit text queries
+            ``e_cj = s (cos(g_c, f_j) - m)``: CLIP's dense text-region similarity, shifted
+            so that ``R = sigmoid(e)`` separates the locations that match the class from
+            the rest instead of saturating. ``W_v = W_o = I`` with zero biases and the
+            MLP's last layer zero, so ``F^q`` starts as the attention-pooled CLIP
+            features. Needs ``query_init='text'`` (set in :meth:`init_queries`).
+        init_energy_scale / init_energy_offset: ``s`` and ``m`` of the 'clip' init.
     """
 
     def __init__(self, num_classes: int, embed_dim: int, mlp_ratio: float = 1.0,
-                 query_init: str = 'random'):
+                 query_init: str = 'random', decoder_init: str = 'random',
+                 init_energy_scale: float = 20.0, init_energy_offset: float = 0.2):
         super().__init__()
         if query_init not in ('random', 'text'):
             raise ValueError(f"query_init must be 'random' or 'text', got {query_init!r}")
+        if decoder_init not in ('random', 'clip'):
+            raise ValueError(f"decoder_init must be 'random' or 'clip', got {decoder_init!r}")
+        if decoder_init == 'clip' and query_init != 'text':
+            raise ValueError("decoder_init='clip' needs query_init='text' (the queries are "
+                             "the class names' text features)")
         self.query_init = query_init
+        self.decoder_init = decoder_init
+        self.init_energy_scale = float(init_energy_scale)
+        self.init_energy_offset = float(init_energy_offset)
         self.queries = nn.Parameter(torch.randn(num_classes, embed_dim) * 0.02)
+        # persistent, so a resumed / loaded model is not re-initialised by its class names
+        self.register_buffer('text_initialised', torch.tensor(False))
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
@@ -96,11 +117,36 @@ class CategoryAwareRegionDecoder(nn.Module):
             raise ValueError(f'query init needs text features of shape '
                              f'{tuple(self.queries.shape)}, got {tuple(text_feats.shape)}')
         self.queries.copy_(text_feats.to(self.queries))
+        self.text_initialised.fill_(True)
+        if self.decoder_init == 'clip':
+            self._init_as_clip_matching()
+
+    @torch.no_grad()
+    def _init_as_clip_matching(self) -> None:
+        """The 'clip' init of the projections (class docstring), given the queries."""
+        dim = self.queries.shape[-1]
+        eye = torch.eye(dim, dtype=self.queries.dtype, device=self.queries.device)
+        self.q_proj.weight.copy_(eye * self.init_energy_scale * math.sqrt(dim))
+        self.q_proj.bias.zero_()
+        self.k_proj.weight.copy_(eye)
+        # min-norm solution of Q b_k = -m: a location-independent key shift that moves
+        # every class's energies by -s m (exact when the C queries are independent)
+        target = torch.full((self.queries.shape[0], 1), -self.init_energy_offset,
+                            dtype=torch.float64, device=self.queries.device)
+        shift = torch.linalg.pinv(self.queries.double()) @ target
+        self.k_proj.bias.copy_(shift[:, 0].to(self.k_proj.bias))
+        for proj in (self.v_proj, self.out_proj):
+            proj.weight.copy_(eye)
+            proj.bias.zero_()
+        self.mlp[-1].weight.zero_()
+        self.mlp[-1].bias.zero_()
 
     def energies(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, L, D) -> (B, C, L) attention energies ``e``."""
         query = self.q_proj(self.queries)
-        key = self.k_proj(tokens)
+        # [ours] with the 'clip' init the keys see unit tokens, so e is a scaled cosine
+        key = self.k_proj(F.normalize(tokens, dim=-1) if self.decoder_init == 'clip'
+                          else tokens)
         return torch.einsum('cd,bld->bcl', query, key) / math.sqrt(query.shape[-1])
 
     def forward(self, tokens: torch.Tensor):
@@ -136,7 +182,10 @@ class TRMMLHead(BaseSingleLogitHead):
         num_classes: C (queries are class-specific: the head scores this class list).
         embed_dim: D of the CLIP joint space.
         use_carl / use_kd: switches above.
-        query_init: 'random' or 'text' (see :class:`CategoryAwareRegionDecoder`).
+        query_init: 'random' or 'text' (see :class:`CategoryAwareRegionDecoder`);
+            None: 'text' with ``decoder_init='clip'``, else 'random'.
+        decoder_init / init_energy_scale / init_energy_offset: the decoder's init,
+            'random' or 'clip' **[ours]** (see :class:`CategoryAwareRegionDecoder`).
         mlp_ratio: decoder MLP width / D **[ours]** (1).
         init_logit_scale: ``1 / tau`` at start (CLIP's 100) **[ours]**.
         learn_logit_scale: make ``tau`` learnable (the paper: yes).
@@ -155,7 +204,9 @@ class TRMMLHead(BaseSingleLogitHead):
     prompt_names = ('pos', 'neg')
 
     def __init__(self, num_classes: int, embed_dim: int, use_carl: bool = True,
-                 use_kd: bool = True, query_init: str = 'random', mlp_ratio: float = 1.0,
+                 use_kd: bool = True, query_init: Optional[str] = None,
+                 decoder_init: str = 'random', init_energy_scale: float = 20.0,
+                 init_energy_offset: float = 0.2, mlp_ratio: float = 1.0,
                  init_logit_scale: float = 100.0, learn_logit_scale: bool = True,
                  region_weight: float = 1.0, kd_weight: float = 0.05,
                  baseline_spatial_scale: float = 20.0,
@@ -175,8 +226,11 @@ class TRMMLHead(BaseSingleLogitHead):
         self.region_weight = float(region_weight)
         self.kd_weight = float(kd_weight)
         self.baseline_spatial_scale = float(baseline_spatial_scale)
-        self.decoder = (CategoryAwareRegionDecoder(num_classes, embed_dim, mlp_ratio,
-                                                   query_init) if use_carl else None)
+        if query_init is None:
+            query_init = 'text' if decoder_init == 'clip' else 'random'
+        self.decoder = (CategoryAwareRegionDecoder(
+            num_classes, embed_dim, mlp_ratio, query_init, decoder_init,
+            init_energy_scale, init_energy_offset) if use_carl else None)
         log_scale = torch.tensor(math.log(init_logit_scale))
         if learn_logit_scale:
             self.log_logit_scale = nn.Parameter(log_scale)
