@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from ..heads.base_head import gt_score_matrix
 from ..losses.reduction import world_size
 from .clip_prompt import CLIPPromptClassifier
 
@@ -353,11 +352,7 @@ class TRMMLClassifier(CLIPPromptClassifier):
         self.head.decoder.init_queries(F.normalize(text.float(), dim=-1))
 
     def loss(self, inputs: torch.Tensor, data_samples: List[DataSample]) -> dict:
-        names = self._require_class_names()
-        gt = gt_score_matrix(data_samples, device=inputs.device)
-        if gt.shape[1] != len(names):
-            raise ValueError(f'gt_score has {gt.shape[1]} classes but the model scores '
-                             f'{len(names)} class names')
+        gt = self.gt_matrix(data_samples, device=inputs.device)
         return self.loss_from_features(self.extract_feat(inputs), gt,
                                        _sample_keys(data_samples, inputs.device))
 
