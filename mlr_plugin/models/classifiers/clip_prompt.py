@@ -57,8 +57,7 @@ class CLIPPromptClassifier(BaseModel):
         self.backbone = MODELS.build(backbone)
         # built here (not by BaseModel) so it resolves in mmpretrain's registry outside a
         # Runner too, and defaults to the normalisation of these CLIP weights
-        # feature cache (docs/feature_cache.md): a ClsDataPreprocessor that also batches
-        # cached features
+        # (a ClsDataPreprocessor that also batches cached features: docs/feature_cache.md)
         self.data_preprocessor = MODELS.build(feature_cache.accept_features(
             self._preprocessor_cfg(data_preprocessor, self.backbone)))
         self.prompt_learner = MODELS.build(prompt_learner)
@@ -139,12 +138,10 @@ class CLIPPromptClassifier(BaseModel):
         """The backbone's features (see ``OpenCLIPBackbone.forward``), tensors
         L2-normalised in fp32; ``grid`` passes through. ``inputs``: images, or a dict of
         cached tower outputs (``CachedFeatureDataset``), which skip the image tower."""
-        # --- feature cache (docs/feature_cache.md) ---
         if isinstance(inputs, dict):
             feats = feature_cache.cached_tower_outputs(self.backbone, inputs)
         else:
             feats = self.backbone(inputs)
-        # --- end feature cache ---
         return {k: F.normalize(v.float(), dim=-1) if torch.is_tensor(v) else v
                 for k, v in feats.items()}
 
