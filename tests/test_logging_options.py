@@ -81,6 +81,31 @@ def test_default_run_writes_no_tensorboard_events(tiny_world, tmp_path):
     assert not list(vis_data.glob('events.out.tfevents.*'))
 
 
+def test_two_runs_in_one_process_and_one_second_keep_their_own_logs(tiny_world, tmp_path,
+                                                                    monkeypatch):
+    """mmengine names a run's logger, message hub and visualizer after its start second;
+    two in-process runs in the same second (the test suite, make_table) used to share
+    them, so the second run's scalars.json landed in the first run's folder."""
+    import time as real_time
+    import types
+
+    import mmengine.runner.runner as runner_module
+    start = real_time.time()
+    frozen = types.SimpleNamespace(time=lambda: start, strftime=real_time.strftime,
+                                   localtime=real_time.localtime)
+    monkeypatch.setattr(runner_module, 'time', frozen)  # both runs start in one second
+    first = _two_iterations(tiny_world, tmp_path / 'first')
+    second = _two_iterations(tiny_world, tmp_path / 'second')
+    assert first.timestamp == second.timestamp
+    assert first.experiment_name != second.experiment_name
+    for runner, work in ((first, 'first'), (second, 'second')):
+        vis_data = Path(runner.log_dir) / 'vis_data'
+        assert Path(runner.log_dir).parent == tmp_path / work
+        steps = [json.loads(line)['step'] for line in
+                 (vis_data / 'scalars.json').read_text().splitlines()]
+        assert steps == [1, 2]  # its own two iterations, nothing from the other run
+
+
 def test_tensorboard_option_without_tensorboard_is_a_one_line_error(tiny_world, tmp_path,
                                                                      monkeypatch):
     # as if neither writer were installed: importing a None entry raises ImportError

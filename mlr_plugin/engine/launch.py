@@ -125,11 +125,29 @@ def runner_config_from_args(args, amp: str = 'off'):
                                amp=amp)
 
 
+_runs_in_this_process = 0
+
+
+def distinct_experiment_name(cfg, config: str) -> str:
+    """The run's name, with ``-runN`` from a process's second run on.
+
+    mmengine names the logger, message hub and visualizer ``{name}_{start second}`` and
+    reuses an instance of the same name, so two runs started in one second by one process
+    (tests, tools/demo/make_table.py) would log into each other. Every rank builds the
+    same number of runners, so the names still agree across ranks.
+    """
+    global _runs_in_this_process
+    _runs_in_this_process += 1
+    name = cfg.get('experiment_name') or osp.splitext(osp.basename(config))[0]
+    return name if _runs_in_this_process == 1 else f'{name}-run{_runs_in_this_process}'
+
+
 def build_runner_config(config: str, work_dir: Optional[str] = None,
                         cfg_options: Optional[Sequence[str]] = None,
                         launcher: str = 'none', amp: str = 'off'):
     cfg = load_config(config, cfg_options)
     cfg.launcher = launcher
+    cfg.experiment_name = distinct_experiment_name(cfg, config)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
