@@ -490,3 +490,123 @@ def test_train_tiny_clip_end_to_end_is_reproducible(tmp_path):
     assert weights[0].keys() == weights[1].keys()
     for key, value in weights[0].items():
         assert torch.allclose(value.float(), weights[1][key].float(), atol=2e-3), key
+
+
+def test_feature_distillation_loss_against_a_plain_loop():
+    """1 - cos on the global embedding + w * mean over patches of 1 - cos to the teacher's
+    dense grid, bilinearly resized (align_corners=False) from 2 x 2 to 4 x 4 by hand."""
+    import math
+    train = _load_tool('train_tiny_clip')
+    g = torch.Generator().manual_seed(0)
+    s_dense, s_glob = torch.randn(2, 16, 3, generator=g), torch.randn(2, 3, generator=g)
+    t_dense, t_glob = torch.randn(2, 4, 3, generator=g), torch.randn(2, 3, generator=g)
+    got = train.feature_distillation_loss(s_dense, s_glob, t_dense, t_glob, (2, 2), 0.5)
+
+    def source(i):  # output pixel i of 4 -> (low, high, weight of high) on the 2-pixel axis
+        x = min(max((i + 0.5) / 2 - 0.5, 0.0), 1.0)
+        return 0, 1, x
+
+    def cos(a, b):
+        return float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
+    total = 0.0
+    for b in range(2):
+        glob = 1 - cos(s_glob[b], t_glob[b])
+        dense = 0.0
+        for y in range(4):
+            for x in range(4):
+                y0, y1, wy = source(y)
+                x0, x1, wx = source(x)
+                grid = t_dense[b].reshape(2, 2, 3)
+                up = ((1 - wy) * ((1 - wx) * grid[y0, x0] + wx * grid[y0, x1]) +
+                      wy * ((1 - wx) * grid[y1, x0] + wx * grid[y1, x1]))
+                dense += 1 - cos(s_dense[b, y * 4 + x], up)
+        total += glob + 0.5 * dense / 16
+    assert got.item() == pytest.approx(total / 2, abs=1e-5)
+    # cosine only: scaling either side changes nothing
+    again = train.feature_distillation_loss(3 * s_dense, 2 * s_glob, t_dense, 5 * t_glob,
+                                            (2, 2), 0.5)
+    assert again.item() == pytest.approx(got.item(), abs=1e-5)
+
+
+def test_vit_image_features_equal_open_clip_and_the_backbone():
+    """The trainable forward the distillation uses: its global output is
+    ``encode_image`` and its patch features are OpenCLIPBackbone's ``dense``."""
+    import open_clip
+
+    import mlr_plugin  # noqa: F401  (registers the demo model configs)
+    from mlr_plugin.models.clip import OpenCLIPBackbone
+    train = _load_tool('train_tiny_clip')
+    torch.manual_seed(0)
+    model = open_clip.create_model('mlr-demo-vit', pretrained=None).eval()
+    x = torch.randn(2, 3, 128, 128)
+    backbone = OpenCLIPBackbone('mlr-demo-vit', pretrained=None)
+    backbone.clip.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        dense, glob = train.vit_image_features(model, x)
+        ref = backbone.eval()(x)
+        assert torch.allclose(glob, model.encode_image(x), atol=1e-5)
+    assert torch.allclose(dense, ref['dense'], atol=1e-5)
+    assert torch.allclose(glob, ref['global_feat'], atol=1e-5)
+
+
+def test_distill_from_trains_the_vit_towards_the_teacher(tmp_path):
+    """--distill-from: the text tower is the teacher's and frozen, the logit scale is the
+    teacher's, the card names the teacher; 4 steps lower the distillation loss. A
+    ResNet student or weights without a model name are one-line errors."""
+    from safetensors.torch import load_file, save_file
+    train = _load_tool('train_tiny_clip')
+    rn = Path(mlr_plugin_root()) / 'demo' / 'mlr-demo-rn.safetensors'
+    corpus = generate_demo_world(tmp_path / 'corpus', seed=1, num_train=64, num_val=0,
+                                 num_test=0)
+    world = generate_demo_world(tmp_path / 'world', seed=0, num_train=1, num_val=16,
+                                num_test=0)
+    out = tmp_path / 'vit.safetensors'
+    common = ['--corpus', str(corpus), '--data', str(world), '--threads', '1',
+              '--batch-size', '32']
+    train.main(common + ['--model', 'mlr-demo-vit', '--out', str(out), '--epochs', '2',
+                         '--distill-from', str(rn)])
+    card = json.loads(out.with_suffix('.json').read_text())
+    assert card['training']['distilled_from']['sha256'] == \
+        hashlib.sha256(rn.read_bytes()).hexdigest()
+    assert card['training']['locked_text_tower']['source'] == rn.name
+    student, teacher = load_file(str(out)), load_file(str(rn))
+    assert torch.equal(student['logit_scale'], teacher['logit_scale'])
+    for key in ('token_embedding.weight', 'text_projection', 'ln_final.weight'):
+        assert torch.equal(student[key], teacher[key]), key
+    with pytest.raises(ValueError, match='trains a ViT image tower'):
+        train.main(common + ['--out', str(tmp_path / 'rn.safetensors'), '--epochs', '1',
+                             '--distill-from', str(rn)])
+    bare = tmp_path / 'bare.safetensors'
+    save_file(teacher, str(bare))  # no metadata
+    with pytest.raises(ValueError, match='no "model" entry'):
+        train.load_distill_teacher(bare)
+
+
+def test_distill_from_lowers_the_feature_loss():
+    """Four AdamW steps of the distillation objective on one batch lower it."""
+    import open_clip
+    train = _load_tool('train_tiny_clip')
+    rn = Path(mlr_plugin_root()) / 'demo' / 'mlr-demo-rn.safetensors'
+    teacher = train.load_distill_teacher(rn)
+    torch.manual_seed(0)
+    model = open_clip.create_model('mlr-demo-vit', pretrained=None)
+    x = torch.randn(8, 3, 128, 128)
+    with torch.no_grad():
+        target = teacher(x)
+    optim = torch.optim.AdamW([p for n, p in model.named_parameters()
+                               if n.startswith('visual.')], lr=2e-3)
+    losses = []
+    for _ in range(5):
+        loss = train.feature_distillation_loss(*train.vit_image_features(model, x),
+                                               target['dense'].float(),
+                                               target['global_feat'].float(), target['grid'])
+        losses.append(loss.item())
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    assert losses[-1] < losses[0] - 0.05, losses
+
+
+def mlr_plugin_root():
+    import mlr_plugin
+    return Path(mlr_plugin.__file__).parent

@@ -114,6 +114,47 @@ def test_two_stream_scores_match_a_plain_loop():
         two_stream_scores(dense, glob, text, topk=10)
 
 
+def test_zsl_scores_are_fused_over_the_unseen_classes_only(stage1):
+    """MKT's reference test normalises each stream over the 81 unseen labels for ZSL and
+    over all 1006 for GZSL. One test run: the head's ``pred_streams`` let the metric
+    re-fuse the subset, which must equal the model scoring the subset's names alone."""
+    from sklearn.metrics import average_precision_score
+
+    from mlr_plugin.evaluation import MultiLabelMAP
+    model, unseen = stage1, ['traffic light', 'potted plant']
+    model.eval()
+    x = images(6, seed=3)
+    gt = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1],
+                       [0, 1, 1, 0], [1, 0, 0, 1]], dtype=torch.float32)
+    with torch.no_grad():
+        full = model.predict(x, samples(gt))
+        try:
+            model.set_class_names(unseen)
+            alone = torch.stack([s.pred_score for s in model.predict(x)])
+        finally:
+            model.set_class_names(NAMES)
+    columns = [NAMES.index(n) for n in unseen]
+    streams = torch.stack([s.pred_streams for s in full])  # (6, 2, 4) raw local, global
+    for b in range(6):  # plain re-computation of the fusion over the subset
+        for j, c in enumerate(columns):
+            fused = sum(float(streams[b, k, c]) / math.sqrt(
+                sum(float(streams[b, k, i]) ** 2 for i in columns)) for k in range(2)) / 2
+            assert alone[b, j].item() == pytest.approx(fused, abs=1e-6)
+    metric = MultiLabelMAP(class_subsets=dict(zsl=unseen))
+    metric.dataset_meta = dict(classes=NAMES)
+    metric.process(None, [s.to_dict() for s in full])
+    result = metric.evaluate(6)
+    expect = sum(average_precision_score(gt[:, c].numpy(), alone[:, j].numpy())
+                 for j, c in enumerate(columns)) / 2 * 100
+    assert result['zsl/mAP'] == pytest.approx(expect, abs=1e-4)
+    scores = torch.stack([s.pred_score for s in full])
+    gzsl = sum(average_precision_score(gt[:, c].numpy(), scores[:, c].numpy())
+               for c in range(4)) / 4 * 100
+    assert result['mAP'] == pytest.approx(gzsl, abs=1e-4)
+    # the GZSL columns would be another ranking: the re-fusion is not a no-op here
+    assert not torch.allclose(alone, scores[:, columns])
+
+
 def test_ranking_loss_hand_worked_case():
     logit = torch.tensor([[0.5, 0.2, -0.8, 3.0],   # pos 0; neg 1, 2; 3 unknown (high)
                           [3.0, 2.5, 0.0, 1.0],    # pos 0, 1; neg 2, 3: no violating pair

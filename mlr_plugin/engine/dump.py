@@ -34,6 +34,9 @@ class DumpMultiLabelPredictions(BaseMetric):
                           pred_score=[round(float(s), 6) for s in sample['pred_score']])
             if 'gt_score' in sample:
                 record['gt_score'] = [float(s) for s in sample['gt_score']]
+            if sample.get('pred_streams') is not None:  # MKT: subsets are re-fused from them
+                record['pred_streams'] = [[round(float(v), 6) for v in row]
+                                          for row in sample['pred_streams']]
             self.results.append(record)
 
     def compute_metrics(self, results: list) -> dict:

@@ -152,12 +152,14 @@ class MultiLabelBaseMetric(BaseMetric):
         if score_dtype not in SCORE_DTYPES:
             raise ValueError(f'score_dtype must be one of {SCORE_DTYPES}, got {score_dtype!r}')
         self.score_dtype = np.dtype(score_dtype)
+        self._subset_index_cache = None
 
     @BaseMetric.dataset_meta.setter
     def dataset_meta(self, dataset_meta: dict) -> None:
         # Resolve subsets as soon as the Runner hands us the classes: a typo in a
         # config fails before the whole test set has been run.
         self._dataset_meta = dataset_meta
+        self._subset_index_cache = None
         if self.class_subsets and dataset_meta is not None:
             self._subset_indices(self._class_names(None))
 
@@ -168,6 +170,8 @@ class MultiLabelBaseMetric(BaseMetric):
 
         ``gt_score`` holds ``1 / 0 / -1``; samples that only carry mmpretrain's
         ``gt_label`` (positive indices) are turned into a 0/1 vector of length C.
+        Samples with ``pred_streams`` (S, C) (heads whose scores depend on the classes
+        scored together, MKT) also keep each class subset's re-fused scores.
         """
         for sample in data_samples:
             if sample.get('pred_score') is None:
@@ -189,7 +193,33 @@ class MultiLabelBaseMetric(BaseMetric):
                 beyond = bool(torch.isfinite(score).all())  # finite, but not as float16
                 raise ValueError('pred_score has NaN or inf' + (
                     f' as {self.score_dtype} (use score_dtype=\'float32\')' if beyond else ''))
-            self.results.append(dict(pred_score=stored, gt_score=_labels_int8(target)))
+            result = dict(pred_score=stored, gt_score=_labels_int8(target))
+            if sample.get('pred_streams') is not None and self.class_subsets:
+                result['subset_scores'] = self._subset_scores_from_streams(
+                    sample.get('pred_streams'), score.numel())
+            self.results.append(result)
+
+    def _subset_scores_from_streams(self, streams, num_classes: int) -> Dict[str, np.ndarray]:
+        """Each subset's scores from a sample's raw ``pred_streams`` (S, C): every stream
+        L2-normalised across the subset's classes, then averaged (MKT's ZSL scoring;
+        mlr_plugin.models.heads.mkt.fuse_streams). Only these columns are kept."""
+        streams = torch.as_tensor(streams).detach().float().cpu()
+        if streams.dim() != 2 or streams.shape[1] != num_classes:
+            raise ValueError(f'pred_streams must be (streams, {num_classes}), got shape '
+                             f'{tuple(streams.shape)}')
+        if self._subset_index_cache is None:
+            self._subset_index_cache = {
+                name: torch.as_tensor(index, dtype=torch.long) for name, index in
+                self._subset_indices(self._class_names(num_classes)).items()}
+        out = {}
+        for name, index in self._subset_index_cache.items():
+            sub = streams[:, index]
+            fused = (sub / sub.norm(dim=-1, keepdim=True)).mean(dim=0)
+            out[name] = fused.numpy().astype(self.score_dtype)
+            if not np.isfinite(out[name]).all():
+                raise ValueError(f'pred_streams give NaN or inf scores on '
+                                 f'class_subsets[{name!r}] (a stream is all zero there)')
+        return out
 
     # ----------------------------------------------------------------- compute
     def compute_metrics(self, results: list) -> dict:
@@ -203,12 +233,18 @@ class MultiLabelBaseMetric(BaseMetric):
             # mmengine passes a collected copy of the list (same arrays in one process):
             # our own references go now, so each sample is freed once it is stacked
             self.results.clear()
+        refused = {subset: np.stack([r['subset_scores'][subset] for r in results])
+                   for subset in (results[0].get('subset_scores') or {})}
+        if refused and not all('subset_scores' in r for r in results):
+            raise ValueError('pred_streams: some samples have them and some do not')
         scores, target = self._stack(results, num_classes.pop())
         class_names = self._class_names(scores.shape[1])
 
         metrics = self._compute(*self._rows(scores, target, 'all classes'), class_names)
         for subset, index in self._subset_indices(class_names).items():
-            sub_scores, sub_target = self._rows(scores[:, index], target[:, index],
+            # scores that depend on the class set (pred_streams) are re-fused per subset
+            sub_scores = refused[subset] if subset in refused else scores[:, index]
+            sub_scores, sub_target = self._rows(sub_scores, target[:, index],
                                                 f'class_subsets[{subset!r}]')
             sub_metrics = self._compute(sub_scores, sub_target,
                                         [class_names[i] for i in index], is_subset=True)

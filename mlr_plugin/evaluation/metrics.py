@@ -66,7 +66,7 @@ class MultiLabelMAP(MultiLabelBaseMetric):
         empty_class (str): ``'exclude'`` (default) drops classes without a positive from
             the mean; ``'zero'`` counts them as AP 0 (DualCoOp / MKT numbers).
         per_class (bool): also report ``AP/<class name>`` (all classes only, not
-            repeated per subset since a class's AP does not depend on the subset).
+            repeated per subset).
         class_subsets, collect_device, prefix, collect_dir: see
             :class:`MultiLabelBaseMetric`.
     """

@@ -77,7 +77,13 @@ def load_results(path: str) -> Dict:
     if scores.shape != target.shape or scores.shape[1] != len(classes):
         raise ValueError(f'{path}: pred_score {scores.shape}, gt_score {target.shape} and '
                          f'{len(classes)} classes do not match')
-    return dict(classes=classes, scores=scores, target=target,
+    streams = None
+    if all('pred_streams' in p for p in predictions):  # MKT: (N, S, C) raw stream scores
+        streams = np.asarray([p['pred_streams'] for p in predictions], dtype=np.float64)
+        if streams.ndim != 3 or streams.shape[2] != len(classes):
+            raise ValueError(f'{path}: pred_streams {streams.shape} do not match '
+                             f'{len(classes)} classes')
+    return dict(classes=classes, scores=scores, target=target, streams=streams,
                 class_subsets=dict(data.get('class_subsets') or {}),
                 drop_empty_rows=bool(data.get('drop_empty_rows', False)))
 
@@ -112,6 +118,10 @@ def class_sets(results: Dict) -> List[ClassSet]:
 def set_average_precisions(results: Dict, class_set: ClassSet) -> np.ndarray:
     """(C',) AP in % of the set's classes on its rows (NaN: no positive)."""
     scores = results['scores'][np.ix_(class_set.rows, class_set.columns)]
+    if results.get('streams') is not None and class_set.name == 'unseen':
+        # as the metric's zsl/ keys: each stream L2-normalised over the unseen classes
+        sub = results['streams'][class_set.rows][:, :, class_set.columns]
+        scores = (sub / np.linalg.norm(sub, axis=-1, keepdims=True)).mean(axis=1)
     target = results['target'][np.ix_(class_set.rows, class_set.columns)]
     return 100.0 * average_precision_per_class(scores, target)
 

@@ -119,7 +119,13 @@ class BasePromptHead(BaseModule):
     def predict(self, feats: Feats, text: Text,
                 data_samples: Optional[List[DataSample]] = None) -> List[DataSample]:
         """Scores and predicted labels in ``DataSample``s (new ones when None)."""
-        scores = self.predict_scores(self.score_outputs(feats, text)).float()
+        return self.samples_from_outputs(self.score_outputs(feats, text), data_samples)
+
+    def samples_from_outputs(self, outputs: Dict[str, torch.Tensor],
+                             data_samples: Optional[List[DataSample]] = None
+                             ) -> List[DataSample]:
+        """:meth:`predict` after ``forward``: ``pred_score`` / ``pred_label`` per image."""
+        scores = self.predict_scores(outputs).float()
         if data_samples is None:
             data_samples = [DataSample() for _ in range(scores.shape[0])]
         for sample, score in zip(data_samples, scores):

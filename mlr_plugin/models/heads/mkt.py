@@ -10,6 +10,19 @@ from .base_head import BaseSingleLogitHead
 from ..utils import at_least_fp32
 
 
+def fuse_streams(streams: torch.Tensor) -> torch.Tensor:
+    """MKT's fusion: each stream L2-normalised across the classes, then averaged.
+
+    Args:
+        streams: (..., S, C) raw stream scores (MKT: S = 2, local and global).
+    Returns:
+        (..., C). A class's score depends on the other classes scored with it, so a
+        class subset (ZSL's unseen classes) is fused from its own columns
+        (``fuse_streams(streams[..., subset])``), as MKT scores it alone.
+    """
+    return (streams / streams.norm(dim=-1, keepdim=True)).mean(dim=-2)
+
+
 def two_stream_scores(dense: torch.Tensor, global_feat: torch.Tensor, text: torch.Tensor,
                       topk: int, normalize: bool = True):
     """MKT's two-stream module (the paper's local/global scores and their fusion).
@@ -36,7 +49,7 @@ def two_stream_scores(dense: torch.Tensor, global_feat: torch.Tensor, text: torc
     values, index = sim.topk(topk, dim=-1)
     local = values.mean(dim=-1)
     glob = at_least_fp32(global_feat @ text.to(global_feat.dtype).t())
-    if normalize:
+    if normalize:  # written out (not fuse_streams) so the returned streams are normalised
         local = local / local.norm(dim=-1, keepdim=True)
         glob = glob / glob.norm(dim=-1, keepdim=True)
     attention = torch.zeros_like(sim).scatter_(-1, index, 1.0 / topk)
@@ -60,7 +73,13 @@ class MKTTwoStreamHead(BaseSingleLogitHead):
 
     Outputs of ``forward``: ``logit``, ``local_logit``, ``global_logit`` (B, C) and
     ``attention`` (B, C, L), the top-k mask of the local stream (``1/topk`` on the
-    patches it averages, grid row-major), for heatmaps.
+    patches it averages, grid row-major), for heatmaps; with ``normalize`` also
+    ``streams`` (B, 2, C), the local and global scores before the normalisation.
+
+    With ``normalize`` the predicted samples carry those raw ``pred_streams`` (2, C)
+    next to ``pred_score``: the metrics re-fuse a class subset from its own columns
+    (:func:`fuse_streams`), so ZSL scores are normalised over the unseen classes only,
+    as MKT scores them, while GZSL uses all classes, from one test run.
     """
 
     prompt_names = ('pos', )
@@ -82,9 +101,25 @@ class MKTTwoStreamHead(BaseSingleLogitHead):
         if 'global_feat' not in feats:
             raise ValueError(f'MKTTwoStreamHead needs feats["global_feat"], got keys '
                              f'{sorted(feats)}')
-        logit, local, glob, attention = two_stream_scores(
-            dense, feats['global_feat'], text['pos'], self.topk_patches, self.normalize)
-        return dict(logit=logit, local_logit=local, global_logit=glob, attention=attention)
+        raw_logit, local, glob, attention = two_stream_scores(
+            dense, feats['global_feat'], text['pos'], self.topk_patches, normalize=False)
+        outputs = dict(logit=raw_logit, local_logit=local, global_logit=glob,
+                       attention=attention)
+        if self.normalize:
+            streams = torch.stack([local, glob], dim=1)
+            normalised = streams / streams.norm(dim=-1, keepdim=True)
+            outputs.update(logit=normalised.mean(dim=1), local_logit=normalised[:, 0],
+                           global_logit=normalised[:, 1], streams=streams)
+        return outputs
+
+    def predict(self, feats: Dict[str, torch.Tensor], text: Dict[str, torch.Tensor],
+                data_samples=None):
+        outputs = self.score_outputs(feats, text)
+        samples = self.samples_from_outputs(outputs, data_samples)
+        if 'streams' in outputs:
+            for sample, streams in zip(samples, outputs['streams'].float()):
+                sample.set_field(streams, 'pred_streams')
+        return samples
 
     def extra_repr(self) -> str:
         return (f'topk_patches={self.topk_patches}, normalize={self.normalize}, '
