@@ -73,18 +73,43 @@ def _plain_expected():
     return columns, images, np.array(target, dtype=np.float32)
 
 
+def _python2_pickle(form: str) -> bytes:
+    """POOL as Python 2 pickles it (protocol 2, py2 ``str`` = SHORT_BINSTRING 'U'):
+    a list of str, or a numpy 'S' array (numpy.core spelling, raw buffer as a str)."""
+    if form == 'python2_list':
+        return b'\x80\x02](' + b''.join(b'U' + bytes([len(m)]) + m.encode()
+                                       for m in POOL) + b'e.'
+    array = np.array([m.encode() for m in POOL])
+    data = pickle.dumps(array, protocol=2).replace(b'numpy._core', b'numpy.core')
+    # py3 writes bytes as _codecs.encode(<latin1 text>, 'latin1'); py2 as one str
+    typecode = (b'c_codecs\nencode\nq\x03X\x01\x00\x00\x00bq\x04X\x06\x00\x00\x00latin1'
+                b'q\x05\x86q\x06Rq\x07')
+    raw = array.tobytes()
+    buffer = (b'h\x03X' + len(raw).to_bytes(4, 'little') + raw +
+              b'q\x11h\x05\x86q\x12Rq\x13')
+    assert typecode in data and buffer in data and len(raw) < 256
+    return data.replace(typecode, b'U\x01b').replace(
+        buffer, b'U' + bytes([len(raw)]) + raw)
+
+
 @pytest.mark.parametrize('form', ['list', 'tuple', 'object_array', 'str_array',
                                   'bytes_array', 'np_str_items', 'protocol2',
-                                  'protocol2_numpy_core_spelling'])
+                                  'protocol2_numpy_core_spelling', 'python2_list',
+                                  'python2_bytes_array'])
 def test_columns_subsets_and_labels_from_protocol_files(tmp_path, form):
     files = _files(tmp_path)
     pool = dict(list=POOL, tuple=tuple(POOL), object_array=np.array(POOL, dtype=object),
                 str_array=np.array(POOL), bytes_array=np.array([m.encode() for m in POOL]),
                 np_str_items=np.array([np.str_(m) for m in POOL], dtype=object),
                 protocol2=np.array(POOL, dtype=object),
-                protocol2_numpy_core_spelling=np.array(POOL))[form]
+                protocol2_numpy_core_spelling=np.array(POOL)).get(form)
     pkl = tmp_path / '2018_04' / 'unseen_labels.pkl'
-    data = pickle.dumps(pool, protocol=2 if form.startswith('protocol2') else 5)
+    if form.startswith('python2'):
+        data = _python2_pickle(form)
+        # the MIDs travel as py2 str (SHORT_BINSTRING), never as py3 text or bytes
+        assert b'_codecs' not in data and (b'U\x05/m/u0' in data or b'U-/m/u0' in data)
+    else:
+        data = pickle.dumps(pool, protocol=2 if form.startswith('protocol2') else 5)
     if form == 'protocol2_numpy_core_spelling':  # as numpy < 2 writes it
         assert b'numpy._core.multiarray' in data
         data = data.replace(b'numpy._core.multiarray', b'numpy.core.multiarray')
