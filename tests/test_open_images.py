@@ -225,8 +225,10 @@ def test_base_config_builds_yields_images_and_scores_k10_k20(tmp_path):
         _write(root / f'{split}.csv', ''.join(lines))
 
     cfg = Config.fromfile(str(REPO / 'configs/_base_/datasets/openimages_mkt.py'))
+    # a text unseen list replaces the config's pickle + index pair
     files = dict(data_root=str(root), class_desc_file='desc.csv',
-                 seen_classes_file='seen.txt', unseen_classes_file='unseen.txt')
+                 seen_classes_file='seen.txt', unseen_classes_file='unseen.txt',
+                 unseen_index_file=None)
     init_default_scope('mmpretrain')
     train = DATASETS.build(dict(cfg.train_dataloader.dataset, ann_file='train.csv', **files))
     assert len(train.metainfo['classes']) == 30

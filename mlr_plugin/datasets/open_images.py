@@ -10,7 +10,11 @@ Files (see docs/protocols.md, "Open Images")::
     class_desc_file      class-descriptions.csv (v4, no header) or
                          oidv6/oidv7-class-descriptions.csv (header LabelName,DisplayName)
     seen_classes_file    one LabelName (MID) per line, e.g. 2018_04 classes-trainable.txt
-    unseen_classes_file  one LabelName per line (the 400 unseen classes)
+    unseen_classes_file  one LabelName per line (the 400 unseen classes), or the
+                         protocol's unseen_labels.pkl (a pickled sequence of MIDs, read
+                         by a restricted unpickler) together with
+    unseen_index_file    top_400_unseen.csv: no header, first column = row indices into
+                         the pickled sequence; the unseen classes in that order
     images               <data_prefix.img_path>/<ImageID><image_ext>
 
 Scale: labels are parsed in one streaming pass (csv module, no pandas) into a CSR
@@ -24,6 +28,8 @@ import json
 import logging
 import os
 import os.path as osp
+import pickle
+import re
 import time
 from array import array
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -78,25 +84,163 @@ def read_class_descriptions(path: str) -> Dict[str, str]:
     return names
 
 
+def check_label_names(mids: Sequence[str], where: Sequence[str],
+                      vocabulary: Dict[str, str]) -> List[str]:
+    """``mids`` as a list after checking that each is in the class descriptions and
+    none comes twice; ``where[k]`` says where ``mids[k]`` was read (for the error)."""
+    first: Dict[str, str] = {}
+    for mid, place in zip(mids, where):
+        if mid not in vocabulary:
+            raise ValueError(f'{place}: LabelName {mid!r} is not in the class descriptions')
+        if mid in first:
+            raise ValueError(f'{place}: LabelName {mid!r} is listed twice (also at '
+                             f'{first[mid]})')
+        first[mid] = place
+    return list(mids)
+
+
 def read_label_name_list(path: str, vocabulary: Dict[str, str]) -> List[str]:
     """One LabelName (MID) per line (a CSV line's first field); each must be in the
     class descriptions, none twice."""
-    mids, seen = [], set()
+    mids, where = [], []
     with _open_csv(path, 'class-list') as f:
         for line_no, line in enumerate(f, 1):
             mid = line.split(',', 1)[0].strip()
-            if not mid:
-                continue
-            if mid not in vocabulary:
-                raise ValueError(f'{path}: line {line_no}: LabelName {mid!r} is not in '
-                                 'the class descriptions')
-            if mid in seen:
-                raise ValueError(f'{path}: line {line_no}: LabelName {mid!r} is listed twice')
-            seen.add(mid)
-            mids.append(mid)
+            if mid:
+                mids.append(mid)
+                where.append(f'{path}: line {line_no}')
     if not mids:
         raise ValueError(f'{path}: no classes')
-    return mids
+    return check_label_names(mids, where, vocabulary)
+
+
+def _numpy_pickle_globals() -> Dict[Tuple[str, str], object]:
+    """The globals numpy's own pickles of a string / object array name, under both
+    module spellings (``numpy.core`` before numpy 2, ``numpy._core`` since)."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 1.26 has no numpy._core
+        from numpy.core import multiarray, numeric
+    import _codecs
+    allowed = {('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype,
+               # protocol 2 stores bytes as _codecs.encode(str, 'latin1')
+               ('_codecs', 'encode'): _codecs.encode}
+    for core in ('numpy.core', 'numpy._core'):
+        allowed[core + '.multiarray', '_reconstruct'] = multiarray._reconstruct
+        allowed[core + '.multiarray', 'scalar'] = multiarray.scalar  # np.str_ items
+        allowed[core + '.numeric', '_frombuffer'] = numeric._frombuffer  # protocol 5
+    return allowed
+
+
+class RefusedPickleGlobal(pickle.UnpicklingError, ValueError):
+    """A pickle names a global that a list / array of strings never needs."""
+
+
+class _LabelListUnpickler(pickle.Unpickler):
+    """Unpickles a list / tuple of str or a numpy str / bytes / object array and
+    nothing else: every other global (the only way a pickle reaches code) is refused
+    before anything is called."""
+
+    def __init__(self, file, path: str):
+        # latin1: arrays pickled by Python 2 carry their raw buffer as a py2 str
+        super().__init__(file, encoding='latin1')
+        self.path = path
+        self.allowed = _numpy_pickle_globals()
+
+    def find_class(self, module: str, name: str):
+        found = self.allowed.get((module, name))
+        if found is None:
+            raise RefusedPickleGlobal(
+                f'{self.path}: refused global {module}.{name} (only a list of str or a '
+                'numpy string array is read from this pickle)')
+        return found
+
+    def persistent_load(self, pid):
+        raise RefusedPickleGlobal(f'{self.path}: refused persistent id {pid!r}')
+
+
+def _as_label_name(item, path: str, k: int) -> str:
+    if isinstance(item, (bytes, np.bytes_)):
+        try:
+            item = item.decode('ascii')
+        except UnicodeDecodeError:
+            raise ValueError(f'{path}: entry {k} {item!r} is not ASCII') from None
+    if not isinstance(item, str) or not item.strip():
+        raise ValueError(f'{path}: entry {k} is {item!r}; expected a non-empty LabelName '
+                         'string')
+    return str(item.strip())
+
+
+def read_pickled_label_names(path: str) -> List[str]:
+    """The MIDs of a pickled 1-D sequence (list / tuple of str, numpy str / bytes /
+    object array), read with :class:`_LabelListUnpickler` (never plain pickle.load)."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Open Images unseen-label pickle not found: {path}')
+    with open(path, 'rb') as f:
+        try:
+            data = _LabelListUnpickler(f, path).load()
+        except RefusedPickleGlobal:
+            raise
+        except Exception as err:  # truncated / not a pickle / bad reduce arguments
+            reason = ' '.join(f'{type(err).__name__}: {err}'.split())
+            raise ValueError(f'{path}: not a readable pickle ({reason})') from None
+    if isinstance(data, np.ndarray):
+        if data.ndim != 1 or data.dtype.kind not in 'USO':
+            raise ValueError(f'{path}: expected a 1-D array of LabelName strings, got '
+                             f'shape {data.shape} dtype {data.dtype}')
+        data = data.tolist()
+    elif not isinstance(data, (list, tuple)):
+        raise ValueError(f'{path}: expected a list of LabelName strings, got '
+                         f'{type(data).__name__}')
+    if not data:
+        raise ValueError(f'{path}: no LabelNames')
+    return [_as_label_name(item, path, k) for k, item in enumerate(data)]
+
+
+_INTEGER = re.compile(r'[+-]?[0-9]+')
+
+
+def read_row_indices(path: str, size: int) -> List[Tuple[int, int]]:
+    """(line, index) pairs of a header-less CSV whose first column holds distinct
+    integers in ``[0, size)`` (other columns ignored, blank lines skipped)."""
+    pairs: List[Tuple[int, int]] = []
+    first_line: Dict[int, int] = {}
+    with _open_csv(path, 'index') as f:
+        reader = csv.reader(f)
+        for row in reader:
+            if not row or not ''.join(row).strip():
+                continue
+            line, text = reader.line_num, row[0].strip()
+            if not _INTEGER.fullmatch(text):
+                raise ValueError(f'{path}: line {line}: {text!r} is not an integer index')
+            index = int(text)
+            if not 0 <= index < size:
+                raise ValueError(f'{path}: line {line}: index {index} is out of range for '
+                                 f'{size} pickled LabelNames')
+            if index in first_line:
+                raise ValueError(f'{path}: line {line}: index {index} repeats line '
+                                 f'{first_line[index]}')
+            first_line[index] = line
+            pairs.append((line, index))
+    if not pairs:
+        raise ValueError(f'{path}: no indices')
+    return pairs
+
+
+def read_indexed_label_names(pickle_file: str, index_file: str,
+                             vocabulary: Dict[str, str]) -> List[str]:
+    """The protocol's unseen classes: ``unseen_labels[i] for i in top_400_unseen``
+    (in index-file order), each in the class descriptions, none twice."""
+    pool = read_pickled_label_names(pickle_file)
+    pairs = read_row_indices(index_file, len(pool))
+    return check_label_names(
+        [pool[i] for _, i in pairs],
+        [f'{index_file}: line {line} (entry {i} of {pickle_file})' for line, i in pairs],
+        vocabulary)
+
+
+def _is_pickle(path: Optional[str]) -> bool:
+    return path is not None and str(path).lower().endswith(('.pkl', '.pickle'))
 
 
 def _header_columns(row: Sequence[str]) -> Optional[Tuple[int, int, int]]:
@@ -276,7 +420,14 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         ann_file (str): image-level label CSV.
         class_desc_file (str): class descriptions CSV.
         seen_classes_file, unseen_classes_file (str | None): class lists (one MID per
-            line); both or neither.
+            line); both or neither. ``unseen_classes_file`` may instead be a pickled
+            MID sequence (``.pkl`` / ``.pickle``, e.g. 2018_04 ``unseen_labels.pkl``),
+            read by a restricted unpickler that refuses every global but numpy's array
+            rebuilders; it then needs ``unseen_index_file``.
+        unseen_index_file (str | None): with a pickled ``unseen_classes_file`` only: a
+            header-less CSV (``top_400_unseen.csv``) whose first column holds the row
+            indices into the pickled sequence; the unseen classes are those rows, in
+            the file's order. Refused with a text list.
         class_subset (str): ``'all'`` (seen + unseen), ``'seen'`` or ``'unseen'``.
         image_ext (str): file extension of the images (``'.jpg'``).
         skip_missing_images (bool): drop the images whose file does not exist (logged
@@ -295,7 +446,8 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
 
     def __init__(self, data_root: str = '', ann_file: str = '', class_desc_file: str = '',
                  seen_classes_file: Optional[str] = None,
-                 unseen_classes_file: Optional[str] = None, class_subset: str = 'all',
+                 unseen_classes_file: Optional[str] = None,
+                 unseen_index_file: Optional[str] = None, class_subset: str = 'all',
                  image_ext: str = '.jpg', skip_missing_images: bool = False,
                  label_cache: Optional[str] = None, **kwargs):
         if not class_desc_file:
@@ -306,6 +458,15 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         if (seen_classes_file is None) != (unseen_classes_file is None):
             raise ValueError('OpenImagesMultiLabel: seen_classes_file and '
                              'unseen_classes_file go together')
+        if _is_pickle(unseen_classes_file) and unseen_index_file is None:
+            raise ValueError(f'OpenImagesMultiLabel: unseen_classes_file '
+                             f'{unseen_classes_file!r} is a pickled MID sequence; it needs '
+                             'unseen_index_file (the row indices, e.g. '
+                             '2018_04/top_400_unseen.csv)')
+        if unseen_index_file is not None and not _is_pickle(unseen_classes_file):
+            raise ValueError(f'OpenImagesMultiLabel: unseen_index_file {unseen_index_file!r} '
+                             'goes only with a pickled (.pkl) unseen_classes_file, got '
+                             f'{unseen_classes_file!r}')
         if class_subset != 'all' and seen_classes_file is None:
             raise ValueError(f'OpenImagesMultiLabel class_subset={class_subset!r} needs '
                              'seen_classes_file and unseen_classes_file')
@@ -316,6 +477,7 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
         self.class_desc_file = class_desc_file
         self.seen_classes_file = seen_classes_file
         self.unseen_classes_file = unseen_classes_file
+        self.unseen_index_file = unseen_index_file
         self.split_subset = class_subset
         self.image_ext = image_ext
         self.skip_missing_images = _check_bool(skip_missing_images, 'skip_missing_images')
@@ -332,7 +494,12 @@ class OpenImagesMultiLabel(MultiLabelCLIPDataset):
             mids = list(vocabulary)
             return mids, unique_display_names(mids, vocabulary), vocabulary, {}
         seen = read_label_name_list(self.resolve_path(self.seen_classes_file), vocabulary)
-        unseen = read_label_name_list(self.resolve_path(self.unseen_classes_file), vocabulary)
+        unseen_file = self.resolve_path(self.unseen_classes_file)
+        if self.unseen_index_file is not None:
+            unseen = read_indexed_label_names(
+                unseen_file, self.resolve_path(self.unseen_index_file), vocabulary)
+        else:
+            unseen = read_label_name_list(unseen_file, vocabulary)
         both = set(seen) & set(unseen)
         if both:
             raise ValueError(f'{self.unseen_classes_file}: LabelName {sorted(both)[0]!r} is '

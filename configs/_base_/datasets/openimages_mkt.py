@@ -5,8 +5,10 @@
 # - test: the test images scored on all 7,586 classes; GZSL over the images with a
 #   positive among the 7,586, ZSL (keys 'zsl/...') over those with a positive among the
 #   400 unseen, from the same run; mAP and P/R/F1 at K = 10 and 20.
-# The class lists are the user's files (one LabelName per line): seen = the 2018_04
-# release's classes-trainable.txt, unseen = the 400 classes of the protocol.
+# The split is read from the files the protocol's data preparation (MKT / BiAM / LESA)
+# leaves in 2018_04/, used as they are: seen = Google's classes-trainable.txt (7,186
+# MIDs, file order); unseen = unseen_labels.pkl (a pickled sequence of 2,594 MIDs, read
+# by a restricted unpickler) at the 400 rows listed in top_400_unseen.csv, in its order.
 from mmengine.config import read_base
 
 with read_base():
@@ -17,7 +19,8 @@ data_root = 'data/openimages'
 class_files = dict(
     class_desc_file='2018_04/class-descriptions.csv',
     seen_classes_file='2018_04/classes-trainable.txt',
-    unseen_classes_file='2018_04/unseen-400.txt')
+    unseen_classes_file='2018_04/unseen_labels.pkl',
+    unseen_index_file='2018_04/top_400_unseen.csv')
 
 train_dataloader = dict(
     **train_loader,
