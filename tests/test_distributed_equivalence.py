@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
+from ddp_helpers import run_in_two_processes, sgd_train
 
 NAMES = [f'c{i}' for i in range(6)]
 GLOBAL_GT = torch.tensor([[1., 0., -1., 0., 1., 0.],
@@ -53,42 +53,20 @@ def _images():
 
 def _train(model, rows, wrap=None):
     """STEPS SGD steps on the batch rows ``rows`` of the global batch."""
-    model.train()
-    trained = wrap(model) if wrap else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
-    x, gt = _images()[rows], GLOBAL_GT[rows]
-    for _ in range(STEPS):
-        losses = trained(x, [DataSample().set_gt_score(row) for row in gt], mode='loss')
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    samples = [DataSample().set_gt_score(row) for row in GLOBAL_GT[rows]]
+    return sgd_train(model, _images()[rows], samples, STEPS, lr=0.01, wrap=wrap)
 
 
-def _worker(rank, world_size, init_file, out_file):
-    import mlr_plugin  # noqa: F401  (registers the modules in the spawned process)
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
-    from mmengine.model import MMDistributedDataParallel
-    results = {}
-    for method in METHODS:
-        model = _build(method)
-        rows = list(range(rank, len(GLOBAL_GT), world_size))  # this process's share
-        results[method] = _train(model, rows, wrap=lambda m: MMDistributedDataParallel(
-            m, device_ids=None, broadcast_buffers=False))
-    if rank == 0:
-        torch.save(results, out_file)
-    dist.destroy_process_group()
+def _job(rows, wrap):
+    return {method: _train(_build(method), rows, wrap) for method in METHODS}
+
+
+_job.num_rows = len(GLOBAL_GT)
 
 
 @pytest.fixture(scope='module')
 def two_process_results(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('ddp')
-    out_file = str(folder / 'params.pt')
-    mp.spawn(_worker, args=(2, str(folder / 'init'), out_file), nprocs=2, join=True)
-    return torch.load(out_file, weights_only=True)
+    return run_in_two_processes(tmp_path_factory.mktemp('ddp'), _job)[0]
 
 
 @pytest.mark.parametrize('method', list(METHODS))

@@ -17,6 +17,7 @@ from mmpretrain.structures import DataSample
 
 import mlr_plugin
 from demo_helpers import build_mkt_model, frozen_vit_prefix, student_tail_features
+from test_demo_world import _load_tool
 from mlr_plugin.datasets.demo_world import DEMO_SEEN, DEMO_UNSEEN
 from mlr_plugin.evaluation import mean_average_precision
 from mlr_plugin.models.clip.pretrained import resolve_package_path
@@ -181,21 +182,6 @@ GZSL_KEEP = 1.0  # stage 1 must not lose the held-out ranking it started from
 ZSL_SLACK = 8.0  # ZSL 54.0 vs CLIP 60.5 here (the demo table has the demo world's)
 
 
-def _train_tool():
-    import importlib.util
-    import sys
-    tool_dir = Path(__file__).resolve().parents[1] / 'tools' / 'demo'
-    sys.path.insert(0, str(tool_dir))
-    try:
-        spec = importlib.util.spec_from_file_location('_demo_train_tiny_clip',
-                                                      tool_dir / 'train_tiny_clip.py')
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(tool_dir))
-    return module
-
-
 def test_lock_text_tower_copies_and_freezes_only_the_text_side():
     """train_tiny_clip --lock-text-from (implied by --distill-from, how mlr-demo-vit was
     trained): the text tower equals the source's, is frozen and left out of the
@@ -203,7 +189,7 @@ def test_lock_text_tower_copies_and_freezes_only_the_text_side():
     shape is a one-line error."""
     import open_clip
     from safetensors.torch import load_file
-    train = _train_tool()
+    train = _load_tool('train_tiny_clip')
     rn = Path(mlr_plugin.__file__).parent / 'demo' / 'mlr-demo-rn.safetensors'
     model = open_clip.create_model('mlr-demo-vit', pretrained=None)
     locked = train.lock_text_tower(model, rn)

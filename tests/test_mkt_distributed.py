@@ -1,12 +1,12 @@
 """MKT trains the same in 2 processes as in 1 on the same global batch (ranking loss and
 distillation are means over the images of the *global* batch that have a known positive;
 2 gloo processes on CPU, DDP without device_ids, as tools/dist_train.sh runs them)."""
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import pytest
+import torch
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+
+from ddp_helpers import run_in_two_processes, sgd_train
 
 NAMES = ['cat', 'dog', 'bus', 'traffic light', 'tree']
 # process 0 gets rows 0 and 2 (two images with a positive), process 1 rows 1 and 3 (one):
@@ -33,40 +33,21 @@ def _build(stage):
 
 
 def _train(model, rows, wrap=None):
-    model.train()
-    trained = wrap(model) if wrap else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
     x = torch.randn(len(GLOBAL_GT), 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    x, gt = x[rows], GLOBAL_GT[rows]
-    for _ in range(STEPS):
-        losses = trained(x, [DataSample().set_gt_score(row) for row in gt], mode='loss')
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    samples = [DataSample().set_gt_score(row) for row in GLOBAL_GT[rows]]
+    return sgd_train(model, x[rows], samples, STEPS, lr=0.05, wrap=wrap)
 
 
-def _worker(rank, world_size, init_file, out_file):
-    import mlr_plugin  # noqa: F401  (registers the modules in the spawned process)
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
-    from mmengine.model import MMDistributedDataParallel
-    rows = list(range(rank, len(GLOBAL_GT), world_size))
-    results = {stage: _train(_build(stage), rows, wrap=lambda m: MMDistributedDataParallel(
-        m, device_ids=None, broadcast_buffers=False)) for stage in STAGES}
-    if rank == 0:
-        torch.save(results, out_file)
-    dist.destroy_process_group()
+def _job(rows, wrap):
+    return {stage: _train(_build(stage), rows, wrap) for stage in STAGES}
+
+
+_job.num_rows = len(GLOBAL_GT)
 
 
 @pytest.fixture(scope='module')
 def two_process_results(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('mkt_ddp')
-    out_file = str(folder / 'params.pt')
-    mp.spawn(_worker, args=(2, str(folder / 'init'), out_file), nprocs=2, join=True)
-    return torch.load(out_file, weights_only=True)
+    return run_in_two_processes(tmp_path_factory.mktemp('mkt_ddp'), _job)[0]
 
 
 @pytest.mark.parametrize('stage', STAGES)

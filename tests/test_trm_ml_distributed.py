@@ -3,9 +3,8 @@ bank is filled the same way and stays identical on every process, and the parame
 train the same (the contrastive loss sees the global batch)."""
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from ddp_helpers import run_in_two_processes, sgd_train
 from test_trm_ml import _images, _samples, tiny_model
 
 # class 0 is positive in every image: its queue (length 3) overflows in every step, so
@@ -24,43 +23,27 @@ BANK = ('queue', 'queue_ptr', 'queue_len', 'thresholds', 'threshold_seen')
 def _train(model, rows, wrap=None):
     """STEPS SGD steps on rows ``rows`` of the global batch (dataset indices kept, so the
     bank's push order is the global one); the bank after the first and the last step."""
-    model.train()
-    trained = wrap(model) if wrap else model
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=0.05, momentum=0.9)
-    x = _images(len(GT))[rows]
     samples = [s for i, s in enumerate(_samples(GT)) if i in rows]
     banks = []
-    for step in range(STEPS):
-        losses = trained(x, samples, mode='loss')
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
+
+    def keep_bank(step):
         if step in (0, STEPS - 1):
             banks.append({n: getattr(model.prototype_bank, n).clone() for n in BANK})
-    params = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    params = sgd_train(model, _images(len(GT))[rows], samples, STEPS, lr=0.05, wrap=wrap,
+                       after_step=keep_bank)
     return dict(params=params, banks=banks)
 
 
-def _worker(rank, world_size, init_file, out_file):
-    import mlr_plugin  # noqa: F401  (registers the modules in the spawned process)
-    torch.set_num_threads(1)
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank,
-                            world_size=world_size)
-    from mmengine.model import MMDistributedDataParallel
-    rows = list(range(rank, len(GT), world_size))  # interleaved, as DefaultSampler does
-    result = _train(tiny_model(), rows, wrap=lambda m: MMDistributedDataParallel(
-        m, device_ids=None, broadcast_buffers=False))
-    torch.save(result, f'{out_file}.{rank}')
-    dist.destroy_process_group()
+def _job(rows, wrap):
+    return _train(tiny_model(), rows, wrap)
+
+
+_job.num_rows = len(GT)
 
 
 @pytest.fixture(scope='module')
 def two_process_results(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('trm_ddp')
-    out_file = str(folder / 'result.pt')
-    mp.spawn(_worker, args=(2, str(folder / 'init'), out_file), nprocs=2, join=True)
-    return [torch.load(f'{out_file}.{r}', weights_only=True) for r in range(2)]
+    return run_in_two_processes(tmp_path_factory.mktemp('trm_ddp'), _job)
 
 
 def test_two_processes_fill_the_same_bank_and_train_like_one(two_process_results):

@@ -211,11 +211,10 @@ class MultiLabelBaseMetric(BaseMetric):
             self._subset_index_cache = {
                 name: torch.as_tensor(index, dtype=torch.long) for name, index in
                 self._subset_indices(self._class_names(num_classes)).items()}
+        from mlr_plugin.models.heads.mkt import fuse_streams  # the head's rule, once
         out = {}
         for name, index in self._subset_index_cache.items():
-            sub = streams[:, index]
-            fused = (sub / sub.norm(dim=-1, keepdim=True)).mean(dim=0)
-            out[name] = fused.numpy().astype(self.score_dtype)
+            out[name] = fuse_streams(streams[:, index]).numpy().astype(self.score_dtype)
             if not np.isfinite(out[name]).all():
                 raise ValueError(f'pred_streams give NaN or inf scores on '
                                  f'class_subsets[{name!r}] (a stream is all zero there)')

@@ -120,8 +120,11 @@ def set_average_precisions(results: Dict, class_set: ClassSet) -> np.ndarray:
     scores = results['scores'][np.ix_(class_set.rows, class_set.columns)]
     if results.get('streams') is not None and class_set.name == 'unseen':
         # as the metric's zsl/ keys: each stream L2-normalised over the unseen classes
+        import torch
+
+        from mlr_plugin.models.heads.mkt import fuse_streams
         sub = results['streams'][class_set.rows][:, :, class_set.columns]
-        scores = (sub / np.linalg.norm(sub, axis=-1, keepdims=True)).mean(axis=1)
+        scores = fuse_streams(torch.from_numpy(sub)).numpy()
     target = results['target'][np.ix_(class_set.rows, class_set.columns)]
     return 100.0 * average_precision_per_class(scores, target)
 
